@@ -1,0 +1,38 @@
+# ktf_add_plugin(<name> SOURCES <src>... [LIBRARIES <lib>...])
+#   Builds a ktf plugin: a MODULE library with hidden visibility, -Wl,--no-undefined, linked to
+#   ktf::sdk and Torch. Its only exported symbol is the KTF_PLUGIN entry point.
+#
+# ktf_add_plugin_tests(<target>)
+#   Adds a ctest test that runs the plugin conformance suite (ktf-conformance) on the plugin.
+function(ktf_add_plugin name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBRARIES" ${ARGN})
+  if(NOT ARG_SOURCES)
+    message(FATAL_ERROR "ktf_add_plugin(${name}): SOURCES is required")
+  endif()
+  add_library(${name} MODULE ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ktf::sdk ${ARG_LIBRARIES})
+  set_target_properties(${name} PROPERTIES
+    CXX_VISIBILITY_PRESET hidden
+    VISIBILITY_INLINES_HIDDEN ON
+    POSITION_INDEPENDENT_CODE ON
+    DEFINE_SYMBOL "")
+  target_link_options(${name} PRIVATE -Wl,--no-undefined -Wl,--as-needed)
+  target_compile_options(${name} PRIVATE -Wall -Wextra)
+  if(DEFINED KTF_PLUGIN_OUTPUT_DIR)
+    set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${KTF_PLUGIN_OUTPUT_DIR})
+  endif()
+  if(COMMAND ktf_use_pch)
+    ktf_use_pch(${name})
+  endif()
+endfunction()
+
+function(ktf_add_plugin_tests target)
+  if(TARGET ktf::conformance)
+    set(runner $<TARGET_FILE:ktf::conformance>)
+  elseif(TARGET ktf_conformance)
+    set(runner $<TARGET_FILE:ktf_conformance>)
+  else()
+    message(FATAL_ERROR "ktf_add_plugin_tests: the ktf conformance runner is not available")
+  endif()
+  add_test(NAME ${target}.conformance COMMAND ${runner} $<TARGET_FILE:${target}>)
+endfunction()

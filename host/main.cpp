@@ -1,0 +1,212 @@
+// ktf-host: loads plugins, then trains the config it is given (or answers an inspection verb).
+// It knows no component by name: everything comes from the plugins it loads.
+#include <boost/program_options.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "ktf/config.h"
+#include "ktf/environment.h"
+#include "ktf/plugin.h"
+#include "ktf/plugin_loader.h"
+
+namespace po = boost::program_options;
+
+namespace {
+
+const char* kUsage =
+    "usage: ktf-host --plugins DIR_OR_FILE... -c CONFIG [--set PTR=JSON]... [options]\n"
+    "       ktf-host --plugins DIR... --list [KIND] | --describe NAME | --schema | --version\n";
+
+void print_list(const ktf::Registry& registry, const std::string& kind_arg) {
+  std::optional<ktf::Kind> kind;
+  if (!kind_arg.empty()) {
+    kind = ktf::kind_from_name(kind_arg);
+    if (!kind) {
+      std::string kinds;
+      for (ktf::Kind k : ktf::kAllKinds) kinds += (kinds.empty() ? "" : ", ") + std::string(ktf::kind_name(k));
+      throw ktf::Error("--list '" + kind_arg + "': unknown kind (kinds: " + kinds + ")");
+    }
+  }
+  std::optional<ktf::Kind> current;
+  for (const ktf::ComponentDef* def : registry.list(kind)) {
+    const ktf::Spec& s = def->spec;
+    if (!current || *current != s.kind) {
+      std::cout << (current ? "\n" : "") << ktf::kind_name(s.kind) << ":\n";
+      current = s.kind;
+    }
+    std::cout << "  " << std::left << std::setw(48) << s.name << " " << s.summary;
+    if (!s.plugin.empty()) std::cout << " [" << s.plugin << "]";
+    std::cout << "\n";
+    for (const auto& a : s.aliases) std::cout << "    alias " << a << "\n";
+  }
+  for (const auto& key : registry.cycle_keys())
+    std::cout << "\ncycle key '" << key.name << "' (" << ktf::kind_name(key.kind)
+              << (key.is_list ? " list" : "") << "): " << key.doc << " [" << key.plugin << "]\n";
+}
+
+void print_describe(const ktf::Registry& registry, const ktf::PluginLoader& loader,
+                    const std::string& name) {
+  auto defs = registry.find_any(name);
+  if (defs.empty()) {
+    std::vector<std::string> all;
+    for (const auto* d : registry.list()) {
+      all.push_back(d->spec.name);
+      for (const auto& a : d->spec.aliases) all.push_back(a);
+    }
+    auto near = ktf::closest_names(name, all, 3);
+    std::string hint;
+    for (size_t i = 0; i < near.size(); ++i) hint += (i ? ", '" : "'") + near[i] + "'";
+    throw ktf::Error("--describe '" + name + "': no component has this name" +
+                     (hint.empty() ? "" : " (did you mean " + hint + "?)"));
+  }
+  for (const auto* def : defs) {
+    const ktf::Spec& s = def->spec;
+    std::cout << s.name << " (" << ktf::kind_name(s.kind) << ")\n  " << s.summary << "\n";
+    if (!s.aliases.empty()) {
+      std::cout << "  aliases:";
+      for (const auto& a : s.aliases) std::cout << " " << a;
+      std::cout << "\n";
+    }
+    std::string plugin = s.plugin.empty() ? "built into the host program" : s.plugin;
+    for (const auto& p : loader.plugins())
+      if (p.name == s.plugin) plugin += " " + p.version + " (" + p.path + ")";
+    std::cout << "  provided by: " << plugin << "\n";
+    if (s.params.empty()) {
+      std::cout << "  parameters: none\n";
+    } else {
+      size_t wn = 4, wt = 4, wd = 7;
+      for (const auto& p : s.params) {
+        wn = std::max(wn, p.name.size());
+        wt = std::max(wt, ktf::param_type_name(p.type, p.component_kind).size() + (p.nullable ? 1 : 0));
+        wd = std::max(wd, std::min<size_t>(24, p.required ? 8 : p.default_value.dump().size()));
+      }
+      std::cout << "  parameters:\n    " << std::left << std::setw(wn + 2) << "name"
+                << std::setw(wt + 2) << "type" << std::setw(wd + 2) << "default"
+                << "description\n";
+      for (const auto& p : s.params) {
+        std::string def_text = p.required ? "required" : p.default_value.dump();
+        if (def_text.size() > 24) def_text = def_text.substr(0, 21) + "...";
+        std::string type = ktf::param_type_name(p.type, p.component_kind) + (p.nullable ? "?" : "");
+        std::cout << "    " << std::setw(wn + 2) << p.name << std::setw(wt + 2) << type
+                  << std::setw(wd + 2) << def_text << p.doc;
+        if (!p.choices.empty()) {
+          std::cout << " (one of:";
+          for (const auto& c : p.choices) std::cout << " " << c;
+          std::cout << ")";
+        }
+        std::cout << "\n";
+      }
+    }
+    std::cout << "  example: " << ktf::Json::object({{s.name, s.example}}).dump() << "\n";
+  }
+}
+
+int run(int argc, char** argv) {
+  po::options_description opts("options");
+  std::vector<std::string> plugin_sources, overrides;
+  std::string config_path, device, output_dir, list_kind, describe_name;
+  int threads = 0;
+  uint64_t seed = 0;
+  opts.add_options()
+      ("help,h", "show this help")
+      ("plugins,p", po::value(&plugin_sources)->multitoken()->composing(),
+       "plugin directories or .so files (repeatable); also KTF_PLUGIN_PATH and the installed plugin directory")
+      ("config,c", po::value(&config_path), "config file (JSON with comments)")
+      ("set", po::value(&overrides)->composing(), "override PTR=JSON, PTR a JSON Pointer into the config (repeatable)")
+      ("device", po::value(&device)->default_value("auto"), "auto | cpu | cuda | cuda:N")
+      ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = all cores)")
+      ("seed", po::value(&seed), "random seed (default 0)")
+      ("output-dir,o", po::value(&output_dir), "run directory (default runs/<config>-<time>)")
+      ("dry-run", "build every cycle, run one batch forward and backward, print shapes, exit")
+      ("quiet,q", "print only errors")
+      ("list", po::value(&list_kind)->implicit_value(""), "list registered components [of KIND]")
+      ("describe", po::value(&describe_name), "describe a component's parameters")
+      ("schema", "print the JSON Schema of configs for the loaded components")
+      ("version", "print versions");
+
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "ktf-host: " << e.what() << "\n" << kUsage;
+    return ktf::kExitConfig;
+  }
+  if (vm.count("help")) {
+    std::cout << kUsage << "\n" << opts << "\nExit codes: 0 done, 1 failed while running, 2 bad "
+              << "command line or config, 3 plugin could not be loaded, 130 interrupted.\n";
+    return 0;
+  }
+  if (vm.count("version")) {
+    const auto& d = ktf::host_descriptor();
+    std::cout << "ktf-host " << d.sdk_version << " (plugin ABI " << d.abi_version << ", libtorch "
+              << d.torch_version << ", " << d.build_tag << ")\n";
+    return 0;
+  }
+
+  ktf::Registry& registry = ktf::Registry::global();
+  ktf::PluginLoader loader(registry);
+  loader.load_all(plugin_sources);
+  loader.load_all(ktf::plugin_path_from_env(), true);
+  std::string installed = ktf::installed_plugin_dir();
+  std::error_code ec;
+  if (!installed.empty() && std::filesystem::is_directory(installed, ec)) {
+    bool given = std::any_of(plugin_sources.begin(), plugin_sources.end(), [&](const std::string& s) {
+      return std::filesystem::equivalent(s, installed, ec);
+    });
+    if (!given) loader.load_all({installed}, true);
+  }
+
+  if (vm.count("list")) {
+    print_list(registry, list_kind);
+    return 0;
+  }
+  if (vm.count("describe")) {
+    print_describe(registry, loader, describe_name);
+    return 0;
+  }
+  if (vm.count("schema")) {
+    std::cout << ktf::json_schema(registry).dump(2) << "\n";
+    return 0;
+  }
+
+  ktf::RunOptions options;
+  options.device = device;
+  options.threads = threads;
+  if (vm.count("seed")) options.seed = seed;
+  options.output_dir = output_dir;
+  options.dry_run = vm.count("dry-run") > 0;
+  options.quiet = vm.count("quiet") > 0;
+  options.overrides = overrides;
+  options.plugins = loader.to_json();
+
+  if (config_path.empty()) {
+    std::cerr << "ktf-host: no config given (-c CONFIG)\n" << kUsage;
+    return ktf::kExitConfig;
+  }
+  options.config_name = std::filesystem::path(config_path).stem().string();
+  ktf::Json config = ktf::Json::parse_file(config_path);
+  ktf::Environment(options, registry).run(std::move(config));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const ktf::Error& e) {
+    std::cerr << "ktf-host: " << e.what() << "\n";
+    return e.exit_code();
+  } catch (const c10::Error& e) {
+    std::cerr << "ktf-host: " << e.what_without_backtrace() << "\n";
+    return ktf::kExitRuntime;
+  } catch (const std::exception& e) {
+    std::cerr << "ktf-host: " << e.what() << "\n";
+    return ktf::kExitRuntime;
+  }
+}

@@ -1,0 +1,200 @@
+// ktf/components.h — the C++ interfaces behind each kind of component.
+//
+// A plugin implements one of these and registers a factory for it (registry.h). The names are the
+// ones a Keras or PyTorch user already has:
+//
+//   Dataset      -> a train and a validation BatchStream (the original tool's (train, valid) tuple)
+//   Network      -> a torch::nn::Module with forward(Tensor) -> Tensor (write FooImpl + TORCH_MODULE)
+//   Loss         -> (output, target) -> scalar Tensor
+//   Optimizer    -> torch::optim::Optimizer, built over the model's trainable parameters
+//   LrSchedule   -> adjusts the optimizer's learning rates per batch or per epoch
+//   Metric       -> reset / update / compute
+//   Callback     -> Keras-style hooks around epochs and batches
+//   TrainLoop    -> runs a cycle (ktf.train.KerasTrainLoop)
+//   TrainStep    -> one optimisation step, run by ktf.train.CustomTrainLoop
+//   Transform    -> augmentation applied to a whole batch
+//
+// Example network:
+//
+//   struct TinyImpl : ktf::Network {
+//     explicit TinyImpl(const TinyOptions& o) : fc(register_module("fc", torch::nn::Linear(784, 10))) {}
+//     torch::Tensor forward(torch::Tensor x) override { return fc(x.flatten(1)); }
+//     torch::nn::Linear fc;
+//   };
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ktf/spec.h"
+
+namespace ktf {
+
+class TrainContext;
+
+/// A batch: inputs [N, ...] and targets [N, ...] (class indices for classification).
+struct Batch {
+  torch::Tensor input;
+  torch::Tensor target;
+};
+
+/// Ordered name -> value logs, as Keras passes to callbacks ("loss", "accuracy", "val_loss"...).
+using Logs = std::vector<std::pair<std::string, double>>;
+/// Value of `key` in `logs`, or nullopt.
+std::optional<double> find_log(const Logs& logs, const std::string& key);
+void set_log(Logs& logs, const std::string& key, double value);
+
+/// One pass over a split, batch by batch. Streams are restarted by start_epoch().
+class BatchStream {
+ public:
+  virtual ~BatchStream() = default;
+  /// Restarts the stream for `epoch` (shuffling is a function of the seed and the epoch).
+  virtual void start_epoch(int64_t epoch) = 0;
+  /// The next batch, or nullopt at the end of the epoch.
+  virtual std::optional<Batch> next() = 0;
+  /// Batches per epoch, or -1 when unknown (streaming sources).
+  virtual int64_t num_batches() const = 0;
+  /// Examples per epoch, or -1 when unknown.
+  virtual int64_t num_examples() const = 0;
+  /// Position within the data order, for exact resume: restore_state(state()) continues here.
+  virtual Json state() const { return Json(); }
+  virtual void restore_state(const Json& /*state*/) {}
+};
+
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual std::shared_ptr<BatchStream> train() = 0;
+  /// The validation stream, or nullptr when the dataset has none.
+  virtual std::shared_ptr<BatchStream> valid() = 0;
+  /// One example's input shape, e.g. {1, 28, 28}; networks are built for it.
+  virtual std::vector<int64_t> input_shape() const = 0;
+  /// Number of classes for classification data, or -1.
+  virtual int64_t num_classes() const { return -1; }
+  /// Class names when known (for viewers and reports).
+  virtual std::vector<std::string> class_names() const { return {}; }
+};
+
+class Network : public torch::nn::Module {
+ public:
+  virtual torch::Tensor forward(torch::Tensor input) = 0;
+};
+
+class Loss {
+ public:
+  virtual ~Loss() = default;
+  /// A scalar loss for a batch. `output` is the network output, `target` the batch target.
+  virtual torch::Tensor compute(const torch::Tensor& output, const torch::Tensor& target) = 0;
+  /// Moves internal tensors (class weights...) to the training device.
+  virtual void to(torch::Device /*device*/) {}
+};
+
+using Optimizer = torch::optim::Optimizer;
+
+class LrSchedule {
+ public:
+  virtual ~LrSchedule() = default;
+  /// Called after every optimizer step; `step` counts steps since the cycle began.
+  virtual void on_batch_end(int64_t /*step*/) {}
+  /// Called after every epoch with that epoch's logs (for reduce-on-plateau).
+  virtual void on_epoch_end(int64_t /*epoch*/, const Logs& /*logs*/) {}
+  virtual Json state() const { return Json(); }
+  virtual void restore_state(const Json& /*state*/) {}
+};
+
+class Metric {
+ public:
+  virtual ~Metric() = default;
+  /// The log key, e.g. "accuracy" (validation logs prefix it with "val_").
+  virtual std::string name() const = 0;
+  virtual void reset() = 0;
+  /// Accumulates a batch. Implementations keep sums as tensors: no host sync per batch.
+  virtual void update(const torch::Tensor& output, const torch::Tensor& target) = 0;
+  virtual double compute() = 0;
+};
+
+class Callback {
+ public:
+  virtual ~Callback() = default;
+  virtual void on_train_begin(TrainContext& /*ctx*/) {}
+  virtual void on_epoch_begin(TrainContext& /*ctx*/, int64_t /*epoch*/) {}
+  virtual void on_batch_end(TrainContext& /*ctx*/, int64_t /*batch*/, const Logs& /*logs*/) {}
+  virtual void on_epoch_end(TrainContext& /*ctx*/, int64_t /*epoch*/, const Logs& /*logs*/) {}
+  virtual void on_train_end(TrainContext& /*ctx*/, const Logs& /*logs*/) {}
+};
+
+class TrainLoop {
+ public:
+  virtual ~TrainLoop() = default;
+  /// Applies what must hold before the first step (freezing). Also used by --dry-run.
+  virtual void prepare(TrainContext& /*ctx*/) {}
+  /// Trains one cycle. Returns the final logs.
+  virtual Logs run(TrainContext& ctx) = 0;
+};
+
+class TrainStep {
+ public:
+  virtual ~TrainStep() = default;
+  /// One optimisation step on `batch`; returns the batch loss (not synchronised to the host).
+  virtual torch::Tensor step(TrainContext& ctx, Batch& batch) = 0;
+};
+
+class Transform {
+ public:
+  virtual ~Transform() = default;
+  /// Transforms a whole batch. Randomness comes from `gen` only, so runs are repeatable.
+  virtual Batch apply(Batch batch, torch::Generator& gen) = 0;
+};
+
+/// Maps an interface to its kind: KindOf<Loss>::value == Kind::Loss.
+template <class Base>
+struct KindOf;
+template <>
+struct KindOf<Dataset> {
+  static constexpr Kind value = Kind::Dataset;
+};
+template <>
+struct KindOf<Network> {
+  static constexpr Kind value = Kind::Network;
+};
+template <>
+struct KindOf<Loss> {
+  static constexpr Kind value = Kind::Loss;
+};
+template <>
+struct KindOf<Optimizer> {
+  static constexpr Kind value = Kind::Optimizer;
+};
+template <>
+struct KindOf<LrSchedule> {
+  static constexpr Kind value = Kind::LrSchedule;
+};
+template <>
+struct KindOf<Metric> {
+  static constexpr Kind value = Kind::Metric;
+};
+template <>
+struct KindOf<Callback> {
+  static constexpr Kind value = Kind::Callback;
+};
+template <>
+struct KindOf<TrainLoop> {
+  static constexpr Kind value = Kind::TrainLoop;
+};
+template <>
+struct KindOf<TrainStep> {
+  static constexpr Kind value = Kind::TrainStep;
+};
+template <>
+struct KindOf<Transform> {
+  static constexpr Kind value = Kind::Transform;
+};
+
+}  // namespace ktf

@@ -1,0 +1,70 @@
+// ktf/environment.h — runs a list of train cycles, in-process.
+//
+// What ktf-host does, available to a user's own main() (the original tool's
+// `ktf.train.Environment().run([...])`):
+//
+//   ktf::register_component(ktf::define<ktf::Network, MyOptions>("MyCustomModel", "...")
+//                               .build(...));
+//   ktf::RunOptions options;
+//   options.output_dir = "runs/my_model";
+//   ktf::Environment(options).run(ktf::Json::parse(R"([{"model": {"MyCustomModel": {}}, ...}])"));
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ktf/components.h"
+#include "ktf/json.h"
+#include "ktf/registry.h"
+
+namespace ktf {
+
+struct RunOptions {
+  std::string device = "auto";  ///< auto | cpu | cuda | cuda:N
+  int threads = 0;              ///< intra-op threads; 0 = all cores
+  std::optional<uint64_t> seed;  ///< default 0
+  std::filesystem::path output_dir;  ///< default runs/<config>-<time>
+  bool dry_run = false;
+  bool quiet = false;
+  std::vector<std::string> overrides;  ///< "POINTER=JSON", applied before validation
+  std::string config_name = "config";  ///< used for the default output dir
+  Json plugins = Json::array();        ///< written to plugins.json
+};
+
+struct CycleResult {
+  Logs logs;
+  std::filesystem::path weights;
+};
+
+struct RunResult {
+  std::filesystem::path run_dir;
+  std::vector<CycleResult> cycles;
+};
+
+/// Thrown when training stopped on SIGINT (a checkpoint has been written). Exit code 130.
+class Interrupted : public Error {
+ public:
+  Interrupted() : Error("interrupted", {}, kExitInterrupted) {}
+};
+
+class Environment {
+ public:
+  explicit Environment(RunOptions options = {}, Registry& registry = Registry::global());
+
+  /// Validates the whole config, then builds and trains each cycle. Throws ktf::Error.
+  RunResult run(Json config);
+  /// The device `options.device` resolves to.
+  torch::Device device() const;
+
+ private:
+  RunOptions options_;
+  Registry& registry_;
+};
+
+/// Sets libtorch's intra-op threads (0 = all cores) and returns the number set.
+int configure_threads(int threads);
+
+}  // namespace ktf

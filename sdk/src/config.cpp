@@ -1,0 +1,424 @@
+#include "ktf/config.h"
+
+#include <algorithm>
+#include <set>
+
+namespace ktf {
+namespace {
+
+using Path = std::vector<std::string>;
+
+Path extend(Path p, const std::string& segment) {
+  p.push_back(segment);
+  return p;
+}
+
+std::string suggestion(std::string_view name, const std::vector<std::string>& candidates) {
+  auto near = closest_names(name, candidates, 1, true);
+  return near.empty() ? "" : " (did you mean '" + near.front() + "'?)";
+}
+
+std::string cycle_label(size_t index) { return "cycle " + std::to_string(index + 1); }
+
+bool is_integral(const Json& v) {
+  if (v.is_int()) return true;
+  if (v.type() != Json::Type::Float) return false;
+  double d = v.as_number();
+  return d == static_cast<double>(static_cast<int64_t>(d));
+}
+
+Json resolve_value(const Param& p, const Json& v, const Registry& registry, const Path& path);
+
+Json check_list(const Param& p, const Json& v, const Registry& registry, const Path& path,
+                ParamType element, const char* element_name) {
+  if (!v.is_array())
+    throw Error(std::string("expected a list of ") + element_name + ", got " + describe_value(v),
+                path);
+  Json::Array out;
+  Param ep = p;
+  ep.type = element;
+  ep.nullable = false;
+  for (size_t i = 0; i < v.size(); ++i)
+    out.push_back(
+        resolve_value(ep, v.as_array()[i], registry, extend(path, "[" + std::to_string(i) + "]")));
+  return Json(std::move(out));
+}
+
+Json resolve_value(const Param& p, const Json& v, const Registry& registry, const Path& path) {
+  if (v.is_null() && (p.nullable || p.type == ParamType::Any)) return v;
+  auto mismatch = [&](const char* want) {
+    throw Error(std::string("expected ") + want + ", got " + describe_value(v), path);
+  };
+  switch (p.type) {
+    case ParamType::Bool:
+      if (!v.is_bool()) mismatch("a boolean");
+      return v;
+    case ParamType::Int:
+      if (!is_integral(v)) mismatch("an integer");
+      return Json(v.as_int());
+    case ParamType::Float:
+      if (!v.is_number()) mismatch("a number");
+      return Json(v.as_number());
+    case ParamType::String:
+      if (!v.is_string()) mismatch("a string");
+      if (!p.choices.empty() &&
+          std::find(p.choices.begin(), p.choices.end(), v.as_string()) == p.choices.end()) {
+        std::string allowed;
+        for (const auto& c : p.choices) allowed += (allowed.empty() ? "'" : ", '") + c + "'";
+        throw Error("'" + v.as_string() + "' is not one of " + allowed +
+                        suggestion(v.as_string(), p.choices),
+                    path);
+      }
+      return v;
+    case ParamType::IntList: return check_list(p, v, registry, path, ParamType::Int, "integers");
+    case ParamType::FloatList: return check_list(p, v, registry, path, ParamType::Float, "numbers");
+    case ParamType::StringList:
+      return check_list(p, v, registry, path, ParamType::String, "strings");
+    case ParamType::Component: return resolve_component(v, p.component_kind, registry, path);
+    case ParamType::ComponentList:
+      return check_list(p, v, registry, path, ParamType::Component,
+                        (std::string(kind_name(p.component_kind)) + " components").c_str());
+    case ParamType::Any: return v;
+  }
+  return v;
+}
+
+}  // namespace
+
+const std::vector<CycleKeyInfo>& builtin_cycle_keys() {
+  static const std::vector<CycleKeyInfo> keys{
+      {"datasets", Kind::Dataset, false, "the train and validation data"},
+      {"model", Kind::Network, false, "the network to train; persists across cycles"},
+      {"loss", Kind::Loss, false, "the loss to minimise"},
+      {"metrics", Kind::Metric, true, "metrics computed on train and validation data"},
+      {"optimizer", Kind::Optimizer, false, "the optimizer (default ktf.optimizers.Adam)"},
+      {"lr_schedule", Kind::LrSchedule, false, "a learning-rate schedule (default none)"},
+      {"train_loop", Kind::TrainLoop, false, "the train loop (default ktf.train.KerasTrainLoop)"},
+  };
+  return keys;
+}
+
+void apply_override(Json& config, const std::string& assignment) {
+  auto eq = assignment.find('=');
+  if (eq == std::string::npos)
+    throw Error("--set '" + assignment + "': expected POINTER=VALUE, e.g. /0/loss/name/arg=1");
+  std::string pointer = assignment.substr(0, eq);
+  std::string text = assignment.substr(eq + 1);
+  Json value;
+  try {
+    value = Json::parse(text, "--set " + pointer);
+  } catch (const Error&) {
+    value = Json(text);  // a bare word is a string
+  }
+  if (pointer.empty()) {
+    config = std::move(value);
+    return;
+  }
+  if (pointer[0] != '/')
+    throw Error("--set '" + pointer + "': a JSON Pointer starts with '/' (RFC 6901)");
+  std::vector<std::string> tokens;
+  size_t pos = 1;
+  while (true) {
+    size_t next = pointer.find('/', pos);
+    std::string token = pointer.substr(pos, next == std::string::npos ? next : next - pos);
+    std::string decoded;
+    for (size_t i = 0; i < token.size(); ++i) {
+      if (token[i] == '~' && i + 1 < token.size() && (token[i + 1] == '0' || token[i + 1] == '1')) {
+        decoded += token[i + 1] == '0' ? '~' : '/';
+        ++i;
+      } else {
+        decoded += token[i];
+      }
+    }
+    tokens.push_back(decoded);
+    if (next == std::string::npos) break;
+    pos = next + 1;
+  }
+  Json* node = &config;
+  std::string walked;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const std::string& t = tokens[i];
+    bool last = i + 1 == tokens.size();
+    if (node->is_null()) *node = Json::object();
+    if (node->is_array()) {
+      auto& arr = node->as_array();
+      size_t index = arr.size();
+      if (t != "-") {
+        if (t.empty() || t.find_first_not_of("0123456789") != std::string::npos)
+          throw Error("--set '" + pointer + "': '" + t + "' is not an index into the list at '" +
+                      (walked.empty() ? "/" : walked) + "'");
+        index = std::stoul(t);
+      }
+      if (index > arr.size())
+        throw Error("--set '" + pointer + "': index " + t + " is past the end of the list at '" +
+                    (walked.empty() ? "/" : walked) + "' (" + std::to_string(arr.size()) +
+                    " elements)");
+      if (index == arr.size()) arr.push_back(last ? value : Json::object());
+      node = &arr[index];
+    } else if (node->is_object()) {
+      if (last) {
+        node->set(t, value);
+        return;
+      }
+      node = &(*node)[t];
+    } else {
+      throw Error("--set '" + pointer + "': '" + (walked.empty() ? "/" : walked) + "' is " +
+                  describe_value(*node) + ", not an object or list");
+    }
+    walked += "/" + t;
+    if (last) *node = value;
+  }
+}
+
+Json resolve_component(const Json& component, Kind kind, const Registry& registry,
+                       const Path& path) {
+  std::pair<std::string, Json> parts;
+  try {
+    parts = split_component(component);
+  } catch (const Error& e) {
+    throw e.with_prefix(path);
+  }
+  const auto& [name, args] = parts;
+  const ComponentDef* def = registry.find(kind, name);
+  if (!def) {
+    auto others = registry.find_any(name);
+    std::string msg = std::string("unknown ") + kind_name(kind) + " '" + name + "'";
+    if (!others.empty()) {
+      msg += " ('" + name + "' is a " + kind_name(others.front()->spec.kind) + ")";
+    } else {
+      auto near = registry.closest(kind, name);
+      if (!near.empty()) {
+        msg += " (did you mean ";
+        for (size_t i = 0; i < near.size(); ++i) msg += (i ? ", '" : "'") + near[i] + "'";
+        msg += "?)";
+      } else {
+        msg += std::string(" (no ") + kind_name(kind) + " is registered: load a plugin)";
+      }
+    }
+    throw Error(msg, path);
+  }
+  const Spec& spec = def->spec;
+  Path here = extend(path, name);
+  std::vector<std::string> param_names;
+  for (const auto& p : spec.params) param_names.push_back(p.name);
+  for (const auto& [key, value] : args.as_object()) {
+    if (!spec.find_param(key)) {
+      std::string hint = suggestion(key, param_names);
+      if (hint.empty() && !param_names.empty()) {
+        std::string all;
+        for (const auto& n : param_names) all += (all.empty() ? "" : ", ") + n;
+        hint = " (parameters: " + all + ")";
+      } else if (param_names.empty()) {
+        hint = " (it takes no parameters)";
+      }
+      throw Error("unknown parameter" + hint, extend(here, key));
+    }
+  }
+  Json resolved = Json::object();
+  for (const auto& p : spec.params) {
+    const Json* given = args.find(p.name);
+    if (!given) {
+      if (p.required)
+        throw Error("missing required parameter '" + p.name + "' (" + p.doc + ")", here);
+      resolved.set(p.name, p.default_value);
+      continue;
+    }
+    resolved.set(p.name, resolve_value(p, *given, registry, extend(here, p.name)));
+  }
+  return Json::object({{name, std::move(resolved)}});
+}
+
+Json resolve_config(const Json& config, const Registry& registry) {
+  Json::Array cycles;
+  if (config.is_object()) {
+    cycles.push_back(config);
+  } else if (config.is_array()) {
+    cycles = config.as_array();
+  } else {
+    throw Error("the config must be a list of train cycles or one cycle object, got " +
+                describe_value(config));
+  }
+  if (cycles.empty()) throw Error("the config has no train cycles");
+
+  struct KeyInfo {
+    std::string name;
+    Kind kind;
+    bool is_list;
+  };
+  std::vector<KeyInfo> keys;
+  for (const auto& k : builtin_cycle_keys()) keys.push_back({k.name, k.kind, k.is_list});
+  for (const auto& k : registry.cycle_keys()) keys.push_back({k.name, k.kind, k.is_list});
+  std::vector<std::string> key_names;
+  for (const auto& k : keys) key_names.push_back(k.name);
+
+  Json::Array resolved;
+  Json previous = Json::object();
+  for (size_t i = 0; i < cycles.size(); ++i) {
+    Path cpath{cycle_label(i)};
+    const Json& cycle = cycles[i];
+    if (!cycle.is_object())
+      throw Error("a train cycle must be an object, got " + describe_value(cycle), cpath);
+    Json merged = previous;
+    for (const auto& [key, value] : cycle.as_object()) {
+      auto it = std::find_if(keys.begin(), keys.end(), [&](const KeyInfo& k) { return k.name == key; });
+      if (it == keys.end())
+        throw Error("unknown cycle key" + suggestion(key, key_names), extend(cpath, key));
+      Path kpath = extend(cpath, key);
+      if (value.is_null()) {
+        merged.set(key, Json());
+        continue;
+      }
+      if (it->is_list) {
+        Json::Array items;
+        if (value.is_array()) {
+          for (size_t j = 0; j < value.size(); ++j)
+            items.push_back(resolve_component(value.as_array()[j], it->kind, registry,
+                                              extend(kpath, "[" + std::to_string(j) + "]")));
+        } else {
+          items.push_back(resolve_component(value, it->kind, registry, kpath));
+        }
+        merged.set(key, Json(std::move(items)));
+      } else {
+        merged.set(key, resolve_component(value, it->kind, registry, kpath));
+      }
+    }
+    // Defaults for keys no cycle has given yet.
+    auto default_component = [&](const char* key, Kind kind, const char* name) {
+      if (merged.find(key)) return;
+      if (!registry.find(kind, name))
+        throw Error(std::string("no '") + key + "' given, and the default '" + name +
+                        "' is not registered (load the plugin that provides it)",
+                    cpath);
+      merged.set(key, resolve_component(Json::object({{name, Json::object()}}), kind, registry,
+                                        extend(cpath, key)));
+    };
+    for (const char* required : {"datasets", "model", "loss"}) {
+      const Json* v = merged.find(required);
+      if (!v || v->is_null()) {
+        const auto& info = *std::find_if(builtin_cycle_keys().begin(), builtin_cycle_keys().end(),
+                                         [&](const CycleKeyInfo& k) { return k.name == std::string(required); });
+        throw Error(std::string("missing '") + required + "': " + info.doc +
+                        (i ? " (no earlier cycle gives it either)" : ""),
+                    cpath);
+      }
+    }
+    default_component("optimizer", Kind::Optimizer, "ktf.optimizers.Adam");
+    default_component("train_loop", Kind::TrainLoop, "ktf.train.KerasTrainLoop");
+    if (!merged.find("metrics")) merged.set("metrics", Json::array());
+    if (!merged.find("lr_schedule")) merged.set("lr_schedule", Json());
+    // Order keys as documented, plugin keys last.
+    Json ordered = Json::object();
+    for (const auto& k : keys)
+      if (const Json* v = merged.find(k.name)) ordered.set(k.name, *v);
+    resolved.push_back(ordered);
+    previous = ordered;
+  }
+  return Json(std::move(resolved));
+}
+
+namespace {
+
+Json param_schema(const Param& p) {
+  auto typed = [&](const char* type) {
+    if (p.nullable) return Json::object({{"type", Json::array({type, "null"})}});
+    return Json::object({{"type", type}});
+  };
+  Json s;
+  switch (p.type) {
+    case ParamType::Bool: s = typed("boolean"); break;
+    case ParamType::Int: s = typed("integer"); break;
+    case ParamType::Float: s = typed("number"); break;
+    case ParamType::String:
+      s = typed("string");
+      if (!p.choices.empty()) {
+        Json::Array e;
+        for (const auto& c : p.choices) e.push_back(c);
+        if (p.nullable) e.push_back(Json());
+        s.set("enum", Json(std::move(e)));
+      }
+      break;
+    case ParamType::IntList:
+    case ParamType::FloatList:
+    case ParamType::StringList: {
+      const char* item = p.type == ParamType::IntList     ? "integer"
+                         : p.type == ParamType::FloatList ? "number"
+                                                          : "string";
+      s = typed("array");
+      s.set("items", Json::object({{"type", item}}));
+      break;
+    }
+    case ParamType::Component: {
+      Json ref = Json::object({{"$ref", std::string("#/definitions/") + kind_name(p.component_kind)}});
+      s = p.nullable ? Json::object({{"oneOf", Json::array({ref, Json::object({{"type", "null"}})})}})
+                     : ref;
+      break;
+    }
+    case ParamType::ComponentList:
+      s = typed("array");
+      s.set("items", Json::object({{"$ref", std::string("#/definitions/") +
+                                                kind_name(p.component_kind)}}));
+      break;
+    case ParamType::Any: s = Json::object(); break;
+  }
+  s.set("description", p.doc);
+  if (!p.required && !p.default_value.is_null()) s.set("default", p.default_value);
+  return s;
+}
+
+}  // namespace
+
+Json json_schema(const Registry& registry) {
+  Json definitions = Json::object();
+  for (Kind kind : kAllKinds) {
+    Json properties = Json::object();
+    for (const ComponentDef* def : registry.list(kind)) {
+      const Spec& spec = def->spec;
+      Json params = Json::object();
+      Json::Array required;
+      for (const auto& p : spec.params) {
+        params.set(p.name, param_schema(p));
+        if (p.required) required.push_back(p.name);
+      }
+      Json args = Json::object({{"type", Json::array({"object", "null"})},
+                                {"description", spec.summary},
+                                {"properties", params},
+                                {"additionalProperties", false}});
+      if (!required.empty()) args.set("required", Json(std::move(required)));
+      properties.set(spec.name, args);
+      for (const auto& a : spec.aliases) properties.set(a, args);
+    }
+    definitions.set(kind_name(kind),
+                    Json::object({{"type", "object"},
+                                  {"description", std::string("one ") + kind_name(kind) +
+                                                      " component: {\"<name>\": {<arguments>}}"},
+                                  {"minProperties", 1},
+                                  {"maxProperties", 1},
+                                  {"properties", properties},
+                                  {"additionalProperties", false}}));
+  }
+  Json cycle_props = Json::object();
+  auto key_schema = [](Kind kind, bool is_list, const std::string& doc) {
+    Json ref = Json::object({{"$ref", std::string("#/definitions/") + kind_name(kind)}});
+    Json s = is_list ? Json::object({{"oneOf", Json::array({Json::object({{"type", "array"}, {"items", ref}}), ref, Json::object({{"type", "null"}})})}})
+                     : Json::object({{"oneOf", Json::array({ref, Json::object({{"type", "null"}})})}});
+    s.set("description", doc);
+    return s;
+  };
+  for (const auto& k : builtin_cycle_keys())
+    cycle_props.set(k.name, key_schema(k.kind, k.is_list, k.doc));
+  for (const auto& k : registry.cycle_keys())
+    cycle_props.set(k.name, key_schema(k.kind, k.is_list, k.doc));
+  definitions.set("cycle", Json::object({{"type", "object"},
+                                         {"description", "one train cycle"},
+                                         {"properties", cycle_props},
+                                         {"additionalProperties", false}}));
+  Json cycle_ref = Json::object({{"$ref", "#/definitions/cycle"}});
+  return Json::object(
+      {{"$schema", "http://json-schema.org/draft-04/schema#"},
+       {"title", "ktf config"},
+       {"description", "A list of train cycles, or one cycle."},
+       {"oneOf", Json::array({cycle_ref, Json::object({{"type", "array"}, {"minItems", 1}, {"items", cycle_ref}})})},
+       {"definitions", definitions}});
+}
+
+}  // namespace ktf

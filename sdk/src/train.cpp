@@ -1,0 +1,68 @@
+#include "ktf/train.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+
+namespace ktf {
+namespace {
+std::atomic<bool> g_interrupted{false};
+}  // namespace
+
+void request_interrupt(bool value) { g_interrupted.store(value); }
+bool TrainContext::interrupted() { return g_interrupted.load(std::memory_order_relaxed); }
+
+void TrainContext::log(const std::string& line) const {
+  if (!quiet) std::cout << line << std::endl;
+  if (log_sink) log_sink(line);
+}
+
+bool TrainContext::is_tty() const { return ::isatty(STDOUT_FILENO) == 1; }
+
+void TrainContext::progress(const std::string& line, bool final) const {
+  if (!quiet) {
+    if (is_tty()) {
+      std::cout << "\r\033[K" << line << (final ? "\n" : "") << std::flush;
+    } else if (final) {
+      std::cout << line << std::endl;
+    }
+  }
+  if (final && log_sink) log_sink(line);
+}
+
+void TrainContext::record(const std::string& phase, int64_t ep, const Logs& logs) const {
+  if (record_sink) record_sink(phase, ep, logs);
+}
+
+void TrainContext::save_checkpoint(const std::string& tag) const {
+  namespace fs = std::filesystem;
+  fs::path dir = run_dir / "checkpoints";
+  fs::create_directories(dir);
+  fs::path tmp = dir / (tag + ".tmp");
+  fs::path final_path = dir / (tag + ".pt");
+  torch::serialize::OutputArchive archive;
+  torch::serialize::OutputArchive model_archive;
+  model->save(model_archive);
+  archive.write("model", model_archive);
+  if (optimizer) {
+    torch::serialize::OutputArchive opt_archive;
+    optimizer->save(opt_archive);
+    archive.write("optimizer", opt_archive);
+  }
+  archive.write("cycle", torch::tensor(static_cast<int64_t>(cycle)));
+  archive.write("epoch", torch::tensor(epoch));
+  archive.write("global_step", torch::tensor(global_step));
+  archive.save_to(tmp.string());
+  fs::rename(tmp, final_path);  // atomic on one file system
+}
+
+int64_t count_parameters(torch::nn::Module& module, bool trainable_only) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters())
+    if (!trainable_only || p.requires_grad()) n += p.numel();
+  return n;
+}
+
+}  // namespace ktf

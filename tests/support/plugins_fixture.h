@@ -1,0 +1,29 @@
+// Test support: loads the in-tree plugins (built into KTF_TEST_PLUGIN_DIR) once per process into
+// the global registry, so tests build components by config name exactly as ktf-host does.
+#pragma once
+
+#include <ktf/json.h>
+#include <ktf/plugin_loader.h>
+#include <ktf/registry.h>
+
+#include <memory>
+#include <string>
+
+namespace ktf::test {
+
+/// The global registry with every in-tree plugin loaded.
+Registry& plugins();
+/// Directory of the built plugins.
+std::string plugin_dir();
+/// Builds a component of `kind` from {"<name>": {<args>}} (validated and defaults filled first).
+std::shared_ptr<void> build(Kind kind, const Json& component, BuildContext* ctx = nullptr);
+template <class Base>
+std::shared_ptr<Base> build(const Json& component, BuildContext* ctx = nullptr) {
+  return std::static_pointer_cast<Base>(build(KindOf<Base>::value, component, ctx));
+}
+/// Path of the Fashion-MNIST directory from Debian's dataset-fashion-mnist.
+inline std::string fashion_mnist_dir() { return "/usr/share/datasets/fashion-mnist"; }
+/// A fresh empty directory under the build tree's test scratch area.
+std::string scratch_dir(const std::string& name);
+
+}  // namespace ktf::test
