@@ -2,6 +2,9 @@
 
 #include <ktf/config.h>
 
+#include <sys/wait.h>
+
+#include <cstdio>
 #include <filesystem>
 #include <mutex>
 
@@ -25,6 +28,19 @@ std::shared_ptr<void> build(Kind kind, const Json& component, BuildContext* ctx)
   if (ctx) return ctx->build_any(kind, name, args, {name});
   BuildContext local(registry);
   return local.build_any(kind, name, args, {name});
+}
+
+CommandResult run_command(const std::string& command) {
+  CommandResult result;
+  std::string full = command + " 2>&1";
+  FILE* pipe = ::popen(full.c_str(), "r");
+  if (!pipe) return result;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) result.output.append(buf, n);
+  int status = ::pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
 }
 
 std::string scratch_dir(const std::string& name) {

@@ -23,6 +23,14 @@ std::shared_ptr<Base> build(const Json& component, BuildContext* ctx = nullptr) 
 }
 /// Path of the Fashion-MNIST directory from Debian's dataset-fashion-mnist.
 inline std::string fashion_mnist_dir() { return "/usr/share/datasets/fashion-mnist"; }
+/// Result of running a shell command.
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  ///< stdout and stderr together
+};
+/// Runs `command` with /bin/sh, capturing stdout and stderr.
+CommandResult run_command(const std::string& command);
+
 /// A fresh empty directory under the build tree's test scratch area.
 std::string scratch_dir(const std::string& name);
 

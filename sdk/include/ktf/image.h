@@ -1,0 +1,28 @@
+// ktf/image.h — PNG encoding and decoding for datasets, viewers and TensorBoard image summaries.
+//
+//   torch::Tensor img = ktf::decode_png(bytes, "images/cat/001.png");  // uint8 [H, W, C]
+//   std::string png = ktf::encode_png(img);
+//
+// Images are uint8 tensors in HWC layout (height, width, channels), channels 1 (gray), 2 (gray +
+// alpha), 3 (RGB) or 4 (RGBA), as TensorFlow's tf.io.decode_png returns them.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <string_view>
+
+namespace ktf {
+
+/// Decodes a PNG image to uint8 [H, W, C]. `channels` 0 keeps the file's channels; 1, 3 or 4
+/// converts (gray, RGB, RGBA). A corrupt image throws ktf::Error "<context>: cannot decode PNG
+/// (<reason>)".
+torch::Tensor decode_png(std::string_view data, const std::string& context, int channels = 0);
+
+/// Encodes a uint8 [H, W, C] tensor (C = 1, 2, 3 or 4; [H, W] is gray) as PNG bytes.
+std::string encode_png(const torch::Tensor& hwc_uint8);
+
+/// Writes `encode_png(hwc_uint8)` to `path`; throws ktf::Error naming the path on failure.
+void write_png(const std::string& path, const torch::Tensor& hwc_uint8);
+
+}  // namespace ktf

@@ -1,0 +1,351 @@
+// ktf-conformance: loads one plugin .so and checks every component it registers.
+//
+//   ktf-conformance path/to/libmy_plugin.so [gtest flags]
+//
+// Wired into ctest by ktf_add_plugin_tests(<target>). Each component gets its own test
+// (<kind>/<name>): the spec is complete, its example validates and builds, bad parameters raise
+// ktf::Error, and the component does its job on synthetic data (networks forward/backward and
+// state round trip, losses a scalar with gradients, optimizers change parameters, datasets yield
+// batches of the declared shape, metrics reset/update/compute, callbacks and train loops run two
+// steps).
+#include <gtest/gtest.h>
+#include <ktf/config.h>
+#include <ktf/plugin.h>
+#include <ktf/plugin_loader.h>
+#include <ktf/train.h>
+
+#include <filesystem>
+#include <iostream>
+
+namespace {
+
+std::string g_plugin_path;
+ktf::Registry g_registry;  // only this plugin's components
+const ktf::LoadedPlugin* g_loaded = nullptr;
+
+std::shared_ptr<void> build_example(const ktf::Spec& spec, ktf::BuildContext& ctx) {
+  ktf::Json component = ktf::Json::object({{spec.name, spec.example}});
+  ktf::Json resolved = ktf::resolve_component(component, spec.kind, g_registry, {});
+  auto [name, args] = ktf::split_component(resolved);
+  return ctx.build_any(spec.kind, name, args, {name});
+}
+
+ktf::BuildContext make_context(const ktf::Spec& spec) {
+  ktf::BuildContext ctx(g_registry);
+  ctx.input_shape = spec.example_input.empty() ? std::vector<int64_t>{1, 28, 28} : spec.example_input;
+  ctx.num_classes = 10;
+  ctx.run_dir = std::filesystem::temp_directory_path() / ("ktf-conformance-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(ctx.run_dir);
+  return ctx;
+}
+
+std::vector<int64_t> with_batch(int64_t n, const std::vector<int64_t>& shape) {
+  std::vector<int64_t> out{n};
+  out.insert(out.end(), shape.begin(), shape.end());
+  return out;
+}
+
+/// Output/target pair for a loss or metric: class indices when example_target is {}, otherwise
+/// regression targets of that per-example shape.
+std::pair<torch::Tensor, torch::Tensor> output_and_target(const ktf::Spec& spec, int64_t n) {
+  if (spec.example_target.empty()) {
+    return {torch::randn({n, 10}), torch::arange(n) % 3};
+  }
+  auto shape = with_batch(n, spec.example_target);
+  return {torch::randn(shape), torch::rand(shape)};
+}
+
+// A tiny network and a synthetic stream used to drive callbacks, loops and steps.
+struct TinyNet : ktf::Network {
+  TinyNet() : fc(register_module("fc", torch::nn::Linear(784, 10))) {}
+  torch::Tensor forward(torch::Tensor x) override { return fc(x.flatten(1)); }
+  torch::nn::Linear fc;
+};
+struct TinyCE : ktf::Loss {
+  torch::Tensor compute(const torch::Tensor& out, const torch::Tensor& target) override {
+    return torch::nn::functional::cross_entropy(out, target);
+  }
+};
+class TwoBatches : public ktf::BatchStream {
+ public:
+  void start_epoch(int64_t) override { i_ = 0; }
+  std::optional<ktf::Batch> next() override {
+    if (i_ >= 2) return std::nullopt;
+    ++i_;
+    return ktf::Batch{torch::randn({4, 1, 28, 28}), torch::randint(0, 10, {4})};
+  }
+  int64_t num_batches() const override { return 2; }
+  int64_t num_examples() const override { return 8; }
+
+ private:
+  int64_t i_ = 0;
+};
+class TinyData : public ktf::Dataset {
+ public:
+  std::shared_ptr<ktf::BatchStream> train() override { return std::make_shared<TwoBatches>(); }
+  std::shared_ptr<ktf::BatchStream> valid() override { return std::make_shared<TwoBatches>(); }
+  std::vector<int64_t> input_shape() const override { return {1, 28, 28}; }
+  int64_t num_classes() const override { return 10; }
+};
+
+ktf::TrainContext make_train_context(ktf::BuildContext& ctx) {
+  ktf::TrainContext tc;
+  tc.quiet = true;
+  tc.run_dir = ctx.run_dir;
+  tc.model = std::make_shared<TinyNet>();
+  tc.dataset = std::make_shared<TinyData>();
+  tc.train_data = tc.dataset->train();
+  tc.valid_data = tc.dataset->valid();
+  tc.loss = std::make_shared<TinyCE>();
+  tc.optimizer = std::make_shared<torch::optim::SGD>(tc.model->parameters(),
+                                                     torch::optim::SGDOptions(0.01));
+  tc.builder = &ctx;
+  return tc;
+}
+
+/// A wrong-typed value for a parameter, or null when every JSON value is acceptable.
+std::optional<ktf::Json> wrong_value(const ktf::Param& p) {
+  switch (p.type) {
+    case ktf::ParamType::Bool: return ktf::Json("not-a-bool");
+    case ktf::ParamType::Int:
+    case ktf::ParamType::Float: return ktf::Json("not-a-number");
+    case ktf::ParamType::String: return ktf::Json(12345);
+    case ktf::ParamType::IntList:
+    case ktf::ParamType::FloatList:
+    case ktf::ParamType::StringList: return ktf::Json(ktf::Json::object({{"not", "a list"}}));
+    case ktf::ParamType::Component: return ktf::Json(42);
+    case ktf::ParamType::ComponentList: return ktf::Json("not-a-list");
+    case ktf::ParamType::Any: return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+void check_component(const ktf::ComponentDef* def) {
+  const ktf::Spec& spec = def->spec;
+  SCOPED_TRACE(spec.name);
+  // Spec completeness.
+  EXPECT_FALSE(spec.summary.empty());
+  for (const auto& p : spec.params) EXPECT_FALSE(p.doc.empty()) << "parameter " << p.name;
+  EXPECT_EQ(spec.plugin, g_loaded->name);
+
+  // Bad parameters raise ktf::Error with a path, never abort.
+  ktf::Json unknown = spec.example;
+  unknown.set("definitely_not_a_parameter", 1);
+  try {
+    ktf::resolve_component(ktf::Json::object({{spec.name, unknown}}), spec.kind, g_registry, {});
+    ADD_FAILURE() << "an unknown parameter was accepted";
+  } catch (const ktf::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("definitely_not_a_parameter"), std::string::npos) << e.what();
+  }
+  for (const auto& p : spec.params) {
+    auto bad = wrong_value(p);
+    if (!bad) continue;
+    ktf::Json args = spec.example;
+    args.set(p.name, *bad);
+    EXPECT_THROW(ktf::resolve_component(ktf::Json::object({{spec.name, args}}), spec.kind,
+                                        g_registry, {}),
+                 ktf::Error)
+        << "parameter " << p.name << " accepted " << bad->dump();
+  }
+
+  ktf::BuildContext ctx = make_context(spec);
+  torch::manual_seed(0);
+  switch (spec.kind) {
+    case ktf::Kind::Network: {
+      ASSERT_FALSE(spec.example_input.empty()) << "networks must declare example_input";
+      auto net = std::static_pointer_cast<ktf::Network>(build_example(spec, ctx));
+      net->train();
+      auto x = torch::randn(with_batch(2, spec.example_input));
+      auto out = net->forward(x);
+      ASSERT_TRUE(out.defined());
+      EXPECT_EQ(out.size(0), 2);
+      out.to(torch::kFloat).pow(2).mean().backward();
+      bool any_grad = false;
+      for (const auto& p : net->parameters()) any_grad |= p.grad().defined() && p.grad().abs().sum().item<double>() > 0;
+      EXPECT_TRUE(any_grad || net->parameters().empty()) << "no parameter received a gradient";
+      // State round trip through save/load.
+      net->eval();
+      torch::NoGradGuard no_grad;
+      auto before = net->forward(x);
+      std::stringstream stream;
+      torch::serialize::OutputArchive out_archive;
+      net->save(out_archive);
+      out_archive.save_to(stream);
+      auto fresh = std::static_pointer_cast<ktf::Network>(build_example(spec, ctx));
+      torch::serialize::InputArchive in_archive;
+      in_archive.load_from(stream);
+      fresh->load(in_archive);
+      fresh->eval();
+      EXPECT_TRUE(torch::allclose(before, fresh->forward(x), 1e-5, 1e-6)) << "state round trip changed outputs";
+      break;
+    }
+    case ktf::Kind::Loss: {
+      auto loss = std::static_pointer_cast<ktf::Loss>(build_example(spec, ctx));
+      auto [out, target] = output_and_target(spec, 6);
+      out.requires_grad_(true);
+      auto value = loss->compute(out, target);
+      EXPECT_EQ(value.dim(), 0) << "a loss must be a scalar";
+      EXPECT_TRUE(std::isfinite(value.item<double>()));
+      value.backward();
+      ASSERT_TRUE(out.grad().defined());
+      break;
+    }
+    case ktf::Kind::Optimizer: {
+      auto lin = torch::nn::Linear(4, 2);
+      for (auto& p : lin->parameters()) ctx.parameters.push_back(p);
+      auto opt = std::static_pointer_cast<ktf::Optimizer>(build_example(spec, ctx));
+      auto before = lin->weight.clone();
+      opt->zero_grad();
+      lin->forward(torch::randn({8, 4})).pow(2).sum().backward();
+      opt->step();
+      EXPECT_FALSE(torch::equal(before, lin->weight)) << "one step did not change the parameters";
+      break;
+    }
+    case ktf::Kind::LrSchedule: {
+      auto lin = torch::nn::Linear(4, 2);
+      ctx.optimizer = std::make_shared<torch::optim::SGD>(lin->parameters(), torch::optim::SGDOptions(0.1));
+      auto schedule = std::static_pointer_cast<ktf::LrSchedule>(build_example(spec, ctx));
+      for (int step = 1; step <= 4; ++step) schedule->on_batch_end(step);
+      schedule->on_epoch_end(0, {{"loss", 1.0}, {"val_loss", 1.0}});
+      double lr = ctx.optimizer->param_groups()[0].options().get_lr();
+      EXPECT_TRUE(std::isfinite(lr) && lr >= 0) << "lr " << lr;
+      break;
+    }
+    case ktf::Kind::Metric: {
+      auto metric = std::static_pointer_cast<ktf::Metric>(build_example(spec, ctx));
+      EXPECT_FALSE(metric->name().empty());
+      metric->reset();
+      auto [out, target] = output_and_target(spec, 8);
+      metric->update(out, target);
+      metric->update(out, target);
+      EXPECT_TRUE(std::isfinite(metric->compute()));
+      metric->reset();
+      metric->update(out, target);
+      EXPECT_TRUE(std::isfinite(metric->compute()));
+      break;
+    }
+    case ktf::Kind::Dataset: {
+      std::shared_ptr<ktf::Dataset> data;
+      try {
+        data = std::static_pointer_cast<ktf::Dataset>(build_example(spec, ctx));
+      } catch (const ktf::Error& e) {
+        std::string m = e.what();
+        if (m.find("cannot") != std::string::npos || m.find("no such") != std::string::npos ||
+            m.find("does not exist") != std::string::npos || m.find("no files match") != std::string::npos)
+          GTEST_SKIP() << "example needs data files absent here: " << m;
+        throw;
+      }
+      auto shape = data->input_shape();
+      auto stream = data->train();
+      ASSERT_TRUE(stream);
+      stream->start_epoch(0);
+      auto batch = stream->next();
+      ASSERT_TRUE(batch.has_value()) << "the train stream is empty";
+      ASSERT_EQ(batch->input.dim(), static_cast<int64_t>(shape.size()) + 1);
+      for (size_t d = 0; d < shape.size(); ++d) EXPECT_EQ(batch->input.size(d + 1), shape[d]);
+      EXPECT_EQ(batch->target.size(0), batch->input.size(0));
+      break;
+    }
+    case ktf::Kind::Transform: {
+      auto transform = std::static_pointer_cast<ktf::Transform>(build_example(spec, ctx));
+      auto shape = with_batch(4, spec.example_input.empty() ? std::vector<int64_t>{1, 28, 28} : spec.example_input);
+      torch::Generator gen = at::detail::createCPUGenerator(0);
+      auto out = transform->apply({torch::rand(shape), torch::arange(4)}, gen);
+      EXPECT_EQ(out.input.size(0), 4);
+      EXPECT_EQ(out.target.size(0), 4);
+      break;
+    }
+    case ktf::Kind::Callback: {
+      auto cb = std::static_pointer_cast<ktf::Callback>(build_example(spec, ctx));
+      auto tc = make_train_context(ctx);
+      cb->on_train_begin(tc);
+      for (int64_t epoch = 0; epoch < 2; ++epoch) {
+        tc.epoch = epoch;
+        cb->on_epoch_begin(tc, epoch);
+        cb->on_batch_end(tc, 0, {{"loss", 1.0}});
+        cb->on_batch_end(tc, 1, {{"loss", 0.9}});
+        cb->on_epoch_end(tc, epoch, {{"loss", 0.9}, {"accuracy", 0.5}, {"val_loss", 1.0}, {"val_accuracy", 0.5}});
+      }
+      cb->on_train_end(tc, {{"loss", 0.9}});
+      break;
+    }
+    case ktf::Kind::TrainLoop: {
+      auto loop = std::static_pointer_cast<ktf::TrainLoop>(build_example(spec, ctx));
+      auto tc = make_train_context(ctx);
+      loop->prepare(tc);
+      auto before = tc.model->parameters()[0].clone();
+      auto logs = loop->run(tc);
+      EXPECT_FALSE(torch::equal(before, tc.model->parameters()[0])) << "training changed nothing";
+      EXPECT_TRUE(ktf::find_log(logs, "loss").has_value()) << "final logs have no 'loss'";
+      break;
+    }
+    case ktf::Kind::TrainStep: {
+      auto step = std::static_pointer_cast<ktf::TrainStep>(build_example(spec, ctx));
+      auto tc = make_train_context(ctx);
+      tc.train_data->start_epoch(0);
+      for (int i = 0; i < 2; ++i) {
+        auto batch = tc.train_data->next();
+        auto loss = step->step(tc, *batch);
+        EXPECT_TRUE(std::isfinite(loss.item<double>()));
+      }
+      break;
+    }
+  }
+}
+
+class ComponentTest : public testing::Test {
+ public:
+  explicit ComponentTest(const ktf::ComponentDef* def) : def_(def) {}
+  void TestBody() override { check_component(def_); }
+
+ private:
+  const ktf::ComponentDef* def_;
+};
+
+TEST(Descriptor, FilledAndMatchesHost) {
+  ASSERT_NE(g_loaded, nullptr);
+  const auto& host = ktf::host_descriptor();
+  EXPECT_FALSE(g_loaded->name.empty());
+  EXPECT_FALSE(g_loaded->version.empty());
+  EXPECT_FALSE(g_loaded->description.empty());
+  EXPECT_EQ(g_loaded->torch_version, host.torch_version);
+  EXPECT_EQ(g_loaded->build_tag, host.build_tag);
+  EXPECT_EQ(g_loaded->sdk_version.substr(0, g_loaded->sdk_version.find('.')),
+            std::string(host.sdk_version).substr(0, std::string(host.sdk_version).find('.')));
+  EXPECT_FALSE(g_loaded->components.empty()) << "the plugin registers nothing";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  testing::InitGoogleTest(&argc, argv);
+  if (argc < 2) {
+    std::cerr << "usage: ktf-conformance PLUGIN.so [gtest flags]\n";
+    return 2;
+  }
+  g_plugin_path = argv[1];
+  // Nothing may register before the register call: opening the file must leave the registry
+  // untouched (no static-constructor registration into the global registry).
+  size_t before = ktf::Registry::global().list().size();
+  ktf::PluginLoader loader(g_registry);
+  try {
+    g_loaded = &loader.load(g_plugin_path);
+  } catch (const ktf::Error& e) {
+    std::cerr << "ktf-conformance: " << e.what() << "\n";
+    return 3;
+  }
+  if (ktf::Registry::global().list().size() != before) {
+    std::cerr << "ktf-conformance: plugin '" << g_plugin_path
+              << "' registered components into the global registry while loading\n";
+    return 1;
+  }
+  for (const ktf::ComponentDef* def : g_registry.list()) {
+    std::string suite = std::string("Conformance_") + ktf::kind_name(def->spec.kind);
+    std::string name = def->spec.name;
+    for (auto& c : name)
+      if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+    testing::RegisterTest(suite.c_str(), name.c_str(), nullptr, nullptr, __FILE__, __LINE__,
+                          [def]() -> testing::Test* { return new ComponentTest(def); });
+  }
+  return RUN_ALL_TESTS();
+}

@@ -1,0 +1,77 @@
+// ktf-host's exit codes and one-line errors for broken plugins and bad command lines.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "plugins_fixture.h"
+
+namespace {
+
+std::string fixture(const std::string& name) {
+  return std::string(KTF_FIXTURE_DIR) + "/libfixture_" + name + ".so";
+}
+
+ktf::test::CommandResult host(const std::string& args) {
+  return ktf::test::run_command(std::string("KTF_PLUGIN_PATH= ") + KTF_HOST + " " + args);
+}
+
+TEST(Host, EachBrokenPluginExits3WithStageAndFile) {
+  const std::pair<const char*, const char*> cases[] = {{"missing_entry", "entry"},
+                                                       {"wrong_abi", "abi"},
+                                                       {"unresolved_symbol", "open"},
+                                                       {"throwing_register", "register"}};
+  for (const auto& [name, stage] : cases) {
+    auto r = host("--plugins " + fixture(name) + " --list");
+    EXPECT_EQ(r.exit_code, 3) << name << ": " << r.output;
+    EXPECT_EQ(r.output.rfind("ktf-host: plugin '" + fixture(name) + "': " + stage + ": ", 0), 0u)
+        << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << "one line: " << r.output;
+  }
+  auto dup = host("--plugins " + fixture("duplicate_a") + " " + fixture("duplicate_b") + " --list");
+  EXPECT_EQ(dup.exit_code, 3);
+  EXPECT_EQ(dup.output.rfind("ktf-host: plugin '" + fixture("duplicate_b") + "': duplicate: ", 0), 0u) << dup.output;
+  std::string empty = ktf::test::scratch_dir("host_empty") + "/empty.so";
+  std::ofstream(empty).close();
+  auto e = host("--plugins " + empty + " --list");
+  EXPECT_EQ(e.exit_code, 3);
+  EXPECT_EQ(e.output.rfind("ktf-host: plugin '" + empty + "': open: ", 0), 0u) << e.output;
+}
+
+TEST(Host, ListAndDescribeShowPluginComponents) {
+  auto list = host("--plugins " + fixture("good_plugin") + " --list loss");
+  EXPECT_EQ(list.exit_code, 0) << list.output;
+  EXPECT_NE(list.output.find("test.fixture.GoodLoss"), std::string::npos) << list.output;
+  EXPECT_NE(list.output.find("[fixture_good]"), std::string::npos) << list.output;
+  auto describe = host("--plugins " + fixture("good_plugin") + " --describe test.fixture.GoodLoss");
+  EXPECT_EQ(describe.exit_code, 0);
+  EXPECT_NE(describe.output.find("provided by: fixture_good 1.0.0 (" + fixture("good_plugin") + ")"),
+            std::string::npos)
+      << describe.output;
+  auto unknown = host("--plugins " + fixture("good_plugin") + " --describe test.fixture.GodLoss");
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_EQ(unknown.output, "ktf-host: --describe 'test.fixture.GodLoss': no component has this name "
+                            "(did you mean 'test.fixture.GoodLoss'?)\n");
+}
+
+TEST(Host, BadCommandLineAndMissingConfigExit2) {
+  auto r = host("--no-such-flag");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("unrecognised option '--no-such-flag'"), std::string::npos) << r.output;
+  auto missing = host("--plugins " + fixture("good_plugin") + " -c /nonexistent/cfg.json");
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_EQ(missing.output, "ktf-host: cannot read config file '/nonexistent/cfg.json'\n");
+  auto comma = ktf::test::scratch_dir("host_comma") + "/cfg.json";
+  std::ofstream(comma) << "{\n  \"model\": {}\n  \"loss\": {}\n}\n";
+  auto parse = host("--plugins " + fixture("good_plugin") + " -c " + comma);
+  EXPECT_EQ(parse.exit_code, 2);
+  EXPECT_NE(parse.output.find(comma + ":3:3: Missing a comma"), std::string::npos) << parse.output;
+}
+
+TEST(Host, VersionNamesAbiAndLibtorch) {
+  auto r = host("--version");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.output.find("plugin ABI 1, libtorch "), std::string::npos) << r.output;
+}
+
+}  // namespace

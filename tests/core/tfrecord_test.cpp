@@ -1,0 +1,75 @@
+#include <gtest/gtest.h>
+#include <ktf/error.h>
+#include <ktf/tfrecord.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "plugins_fixture.h"
+
+namespace {
+
+TEST(TFRecord, Crc32cKnownValue) {
+  EXPECT_EQ(ktf::crc32c("123456789"), 0xE3069283u);  // the CRC-32C check value
+}
+
+void round_trip(bool gzip) {
+  std::string path = ktf::test::scratch_dir(gzip ? "tfr_gz" : "tfr_plain") + "/r.tfrecord";
+  std::vector<std::string> records{"", "a", std::string(100000, 'x'), "last\0record"};
+  {
+    ktf::TFRecordWriter w(path, gzip);
+    for (const auto& r : records) w.write(r);
+  }
+  ktf::TFRecordReader reader(path);
+  std::string rec;
+  for (const auto& expected : records) {
+    ASSERT_TRUE(reader.read(rec));
+    EXPECT_EQ(rec, expected);
+  }
+  EXPECT_FALSE(reader.read(rec));
+  EXPECT_EQ(reader.records_read(), 4);
+}
+
+TEST(TFRecord, RoundTripPlain) { round_trip(false); }
+TEST(TFRecord, RoundTripGzip) { round_trip(true); }
+
+TEST(TFRecord, CorruptDataNamesFileRecordAndOffset) {
+  std::string path = ktf::test::scratch_dir("tfr_corrupt") + "/c.tfrecord";
+  {
+    ktf::TFRecordWriter w(path);
+    w.write("first");
+    w.write("second");
+  }
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(16 + 5 + 12 + 2);  // inside the second record's data
+  f.put('X');
+  f.close();
+  ktf::TFRecordReader reader(path);
+  std::string rec;
+  ASSERT_TRUE(reader.read(rec));
+  try {
+    reader.read(rec);
+    FAIL();
+  } catch (const ktf::Error& e) {
+    EXPECT_EQ(std::string(e.what()), "TFRecord file '" + path + "': record 1 at byte 21: data CRC mismatch (corrupt record)");
+  }
+}
+
+TEST(TFRecord, TruncatedFile) {
+  std::string path = ktf::test::scratch_dir("tfr_trunc") + "/t.tfrecord";
+  {
+    ktf::TFRecordWriter w(path);
+    w.write("some data");
+  }
+  std::filesystem::resize_file(path, 14);
+  ktf::TFRecordReader reader(path);
+  std::string rec;
+  try {
+    reader.read(rec);
+    FAIL();
+  } catch (const ktf::Error& e) {
+    EXPECT_EQ(std::string(e.what()), "TFRecord file '" + path + "': record 0 at byte 0: truncated data");
+  }
+}
+
+}  // namespace
