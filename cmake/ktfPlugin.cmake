@@ -19,7 +19,9 @@ function(ktf_add_plugin name)
   target_link_options(${name} PRIVATE -Wl,--no-undefined -Wl,--as-needed)
   target_compile_options(${name} PRIVATE -Wall -Wextra)
   if(DEFINED KTF_PLUGIN_OUTPUT_DIR)
-    set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${KTF_PLUGIN_OUTPUT_DIR})
+    # In-tree: plugins land in build/plugins and, installed, in <prefix>/lib/ktf/plugins.
+    set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${KTF_PLUGIN_OUTPUT_DIR}
+      INSTALL_RPATH "$ORIGIN/../..")
   endif()
   if(COMMAND ktf_use_pch)
     ktf_use_pch(${name})

@@ -13,8 +13,8 @@
 
 #include "ktf/plugin.h"
 
-#ifndef KTF_INSTALL_PLUGIN_DIR
-#define KTF_INSTALL_PLUGIN_DIR ""
+#ifndef KTF_INSTALL_LIBDIR
+#define KTF_INSTALL_LIBDIR "lib"
 #endif
 
 namespace ktf {
@@ -209,7 +209,14 @@ Json PluginLoader::to_json() const {
   return Json(std::move(out));
 }
 
-std::string installed_plugin_dir() { return KTF_INSTALL_PLUGIN_DIR; }
+std::string installed_plugin_dir() {
+  // <prefix>/bin/ktf-host -> <prefix>/<libdir>/ktf/plugins, wherever the prefix was installed.
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "";
+  auto dir = exe.parent_path().parent_path() / KTF_INSTALL_LIBDIR / "ktf" / "plugins";
+  return std::filesystem::is_directory(dir, ec) ? dir.string() : "";
+}
 
 std::vector<std::string> plugin_path_from_env() {
   std::vector<std::string> out;

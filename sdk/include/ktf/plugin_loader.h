@@ -58,7 +58,8 @@ class PluginLoader {
   std::vector<LoadedPlugin> plugins_;
 };
 
-/// Default plugin directory of an installed ktf (compiled in), and the KTF_PLUGIN_PATH entries.
+/// Plugin directory of the installed ktf this program belongs to (<prefix>/lib/ktf/plugins next
+/// to <prefix>/bin), or "" when there is none; and the KTF_PLUGIN_PATH entries.
 std::string installed_plugin_dir();
 std::vector<std::string> plugin_path_from_env();
 

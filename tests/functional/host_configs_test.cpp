@@ -1,0 +1,189 @@
+// ktf-host end to end with the in-tree plugins: config errors exit 2 before training, the JSON
+// Schema accepts every shipped config and rejects broken ones, --dry-run, every config in configs/
+// trains (shortened), and Ctrl-C writes a checkpoint and exits 130.
+#include <gtest/gtest.h>
+#include <ktf/json.h>
+#include <rapidjson/document.h>
+#include <rapidjson/schema.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "plugins_fixture.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using ktf::Json;
+
+std::string host_command(const std::string& args) {
+  return std::string("KTF_PLUGIN_PATH= ") + KTF_HOST + " --plugins " + ktf::test::plugin_dir() +
+         " " + args;
+}
+ktf::test::CommandResult host(const std::string& args) {
+  return ktf::test::run_command(host_command(args));
+}
+
+std::string write_config(const std::string& name, const std::string& text) {
+  std::string path = ktf::test::scratch_dir("cfg_" + name) + "/" + name + ".json";
+  std::ofstream(path) << text;
+  return path;
+}
+
+std::vector<fs::path> shipped_configs() {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::directory_iterator(std::string(KTF_SOURCE_DIR) + "/configs"))
+    if (e.path().extension() == ".json") out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+const char* kBase = R"([
+  { "datasets": {"ktf.datasets.synthetic": {"num_examples": 256, "num_valid": 64, "input_shape": [3, 40, 40]}},
+    "model": {"ktf.models.OneHeadNet": {"base_model": {"tf.keras.applications.MobileNetV2": {"alpha": 0.35}}, "num_outputs": 10}},
+    "loss": {"tf.keras.losses.SparseCategoricalCrossentropy": {"from_logits": true}},
+  },
+  { "model": {"ktf.models.OneHeadNet": {"base_model": {"tf.keras.applications.MobileNetV2": {"alpah": 0.35}}, "num_outputs": 10}} },
+])";
+
+TEST(HostConfigErrors, NestedTypoUnknownNameWrongTypeMissingCommaExit2BeforeTraining) {
+  auto typo = host("-c " + write_config("typo", kBase));
+  EXPECT_EQ(typo.exit_code, 2);
+  EXPECT_EQ(typo.output,
+            "ktf-host: cycle 2 \u203a model \u203a ktf.models.OneHeadNet \u203a base_model \u203a "
+            "tf.keras.applications.MobileNetV2 \u203a alpah: unknown parameter (did you mean "
+            "'alpha'?)\n");
+
+  std::string unknown_text = kBase;
+  unknown_text.replace(unknown_text.find("ktf.models.OneHeadNet"), 21, "ktf.models.OneHedNet");
+  auto unknown = host("-c " + write_config("unknown", unknown_text));
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_EQ(unknown.output.rfind("ktf-host: cycle 1 \u203a model: unknown network "
+                                 "'ktf.models.OneHedNet' (did you mean 'ktf.models.OneHeadNet'",
+                                 0),
+            0u)
+      << unknown.output;
+
+  std::string wrong_text = kBase;
+  wrong_text.replace(wrong_text.find("\"num_examples\": 256"), 19, "\"num_examples\": \"256\"");
+  auto wrong = host("-c " + write_config("wrong", wrong_text));
+  EXPECT_EQ(wrong.exit_code, 2);
+  EXPECT_EQ(wrong.output,
+            "ktf-host: cycle 1 \u203a datasets \u203a ktf.datasets.synthetic \u203a num_examples: "
+            "expected an integer, got string \"256\"\n");
+
+  std::string comma_text = kBase;
+  comma_text.replace(comma_text.find("]}},\n    \"model\""), 5, "]}}\n");
+  auto comma_path = write_config("comma", comma_text);
+  auto comma = host("-c " + comma_path);
+  EXPECT_EQ(comma.exit_code, 2);
+  EXPECT_NE(comma.output.find(comma_path + ":3:5: Missing a comma or '}' after an object member."),
+            std::string::npos)
+      << comma.output;
+  for (const auto* r : {&typo, &unknown, &wrong, &comma})
+    EXPECT_EQ(r->output.find("== cycle"), std::string::npos) << "training started: " << r->output;
+}
+
+bool schema_accepts(const std::string& schema, const Json& doc) {
+  rapidjson::Document sd, d;
+  sd.Parse(schema.c_str());
+  d.Parse(doc.dump().c_str());
+  rapidjson::SchemaDocument sdoc(sd);
+  rapidjson::SchemaValidator validator(sdoc);
+  return d.Accept(validator);
+}
+
+TEST(HostSchema, AcceptsShippedConfigsAndRejectsBrokenOnes) {
+  auto schema = host("--schema");
+  ASSERT_EQ(schema.exit_code, 0) << schema.output;
+  rapidjson::Document sd;
+  ASSERT_FALSE(sd.Parse(schema.output.c_str()).HasParseError());
+  auto configs = shipped_configs();
+  ASSERT_GE(configs.size(), 4u);
+  for (const auto& path : configs)
+    EXPECT_TRUE(schema_accepts(schema.output, Json::parse_file(path.string()))) << path;
+  EXPECT_TRUE(schema_accepts(schema.output, Json::parse(R"([{"model": {"ktf.networks.MLP": {"num_outputs": 3}}}])")));
+  Json typo = Json::parse(kBase);
+  EXPECT_FALSE(schema_accepts(schema.output, typo));  // 'alpah'
+  EXPECT_FALSE(schema_accepts(schema.output, Json::parse(R"([{"model": {"ktf.networks.MPL": {}}}])")));
+  EXPECT_FALSE(schema_accepts(schema.output, Json::parse(R"([{"model": {"ktf.networks.MLP": {"num_outputs": "3"}}}])")));
+  EXPECT_FALSE(schema_accepts(schema.output, Json::parse(R"([{"model": {"ktf.networks.MLP": {}}}])")));
+  EXPECT_FALSE(schema_accepts(schema.output, Json::parse(R"([{"modle": {}}])")));
+}
+
+TEST(HostDryRun, BuildsEveryCycleAndRunsOneBatch) {
+  std::string out = ktf::test::scratch_dir("dry_run");
+  auto r = host("-c " + std::string(KTF_SOURCE_DIR) + "/configs/fashion_mnist_two_cycles.json --dry-run -o " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("cycle 1: dry run: input [64, 3, 40, 40] -> output [64, 10]"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("cycle 2: dry run: input [64, 3, 40, 40] -> output [64, 10]"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("frozen parameters: base_model."), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out + "/weights/cycle-1.pt"));
+  EXPECT_TRUE(fs::exists(out + "/config.resolved.json"));
+}
+
+/// Shortens every cycle that names a KerasTrainLoop.
+std::string shortening_overrides(const fs::path& config) {
+  Json cycles = Json::parse_file(config.string());
+  if (cycles.is_object()) cycles = Json::array({cycles});
+  std::string out;
+  for (size_t i = 0; i < cycles.size(); ++i) {
+    const Json* loop = cycles.as_array()[i].find("train_loop");
+    if (!loop || !loop->find("ktf.train.KerasTrainLoop")) continue;
+    std::string base = " --set /" + std::to_string(i) + "/train_loop/ktf.train.KerasTrainLoop/";
+    out += base + "num_epochs=1" + base + "steps_per_epoch=12" + base + "num_valid_steps=3" + base + "verbose=2";
+  }
+  return out;
+}
+
+TEST(HostConfigs, EveryShippedConfigTrainsShortened) {
+  for (const auto& path : shipped_configs()) {
+    SCOPED_TRACE(path.string());
+    std::string out = ktf::test::scratch_dir("shipped_" + path.stem().string());
+    auto r = host("-c " + path.string() + " -o " + out + shortening_overrides(path));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    Json cycles = Json::parse_file(out + "/config.resolved.json");
+    for (size_t k = 1; k <= cycles.size(); ++k)
+      EXPECT_TRUE(fs::exists(out + "/weights/cycle-" + std::to_string(k) + ".pt")) << k;
+    std::ifstream metrics(out + "/metrics.jsonl");
+    std::string line;
+    int lines = 0;
+    while (std::getline(metrics, line)) {
+      Json m = Json::parse(line);
+      EXPECT_TRUE(m.find("loss")) << line;
+      EXPECT_TRUE(m.find("val_loss")) << line;
+      ++lines;
+    }
+    EXPECT_EQ(lines, static_cast<int>(cycles.size()));
+    if (cycles.size() > 1) EXPECT_NE(r.output.find("cycle 2: model carried over from cycle 1"), std::string::npos) << r.output;
+  }
+}
+
+TEST(HostInterrupt, SigintWritesCheckpointAndExits130) {
+  std::string out = ktf::test::scratch_dir("interrupt");
+  std::string cmd = host_command("-c " + std::string(KTF_SOURCE_DIR) + "/configs/fashion_mnist_mlp.json -o " + out +
+                                 " --set /0/train_loop/ktf.train.KerasTrainLoop/verbose=2 > " + out + "/out.txt 2>&1");
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    setpgid(0, 0);
+    execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Wait until training has started, then interrupt.
+  for (int i = 0; i < 300 && !fs::exists(out + "/log.txt"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  EXPECT_TRUE(fs::exists(out + "/checkpoints/interrupted.pt"));
+  EXPECT_TRUE(fs::exists(out + "/weights/cycle-1.pt"));
+}
+
+}  // namespace
