@@ -10,6 +10,9 @@
 
 #include "ktf/config.h"
 #include "ktf/environment.h"
+#include "ktf/convert.h"
+#include "ktf/evaluate.h"
+#include "ktf/viewer.h"
 #include "ktf/plugin.h"
 #include "ktf/plugin_loader.h"
 
@@ -105,6 +108,26 @@ void print_describe(const ktf::Registry& registry, const ktf::PluginLoader& load
   }
 }
 
+/// Builds the dataset of the config's first cycle, with `adjust` applied to its arguments where
+/// the dataset declares them (the converter turns shuffling and augmentation off).
+std::shared_ptr<ktf::Dataset> build_first_dataset(const std::string& config_path,
+                                                  const std::vector<std::string>& overrides,
+                                                  const ktf::Registry& registry,
+                                                  const ktf::Json& adjust) {
+  if (config_path.empty()) throw ktf::Error("--convert and --view need a config (-c CONFIG)");
+  ktf::Json config = ktf::Json::parse_file(config_path);
+  for (const auto& o : overrides) ktf::apply_override(config, o);
+  ktf::Json cycles = ktf::resolve_config(config, registry);
+  auto [name, args] = ktf::split_component(cycles.as_array()[0].at("datasets"));
+  const ktf::ComponentDef* def = registry.find(ktf::Kind::Dataset, name);
+  for (const auto& [key, value] : adjust.as_object())
+    if (def->spec.find_param(key)) args.set(key, value);
+  ktf::configure_threads(0);
+  ktf::BuildContext ctx(registry);
+  return std::static_pointer_cast<ktf::Dataset>(
+      ctx.build_any(ktf::Kind::Dataset, name, args, {"cycle 1", "datasets", name}));
+}
+
 int run(int argc, char** argv) {
   po::options_description opts("options");
   std::vector<std::string> plugin_sources, overrides;
@@ -126,7 +149,18 @@ int run(int argc, char** argv) {
       ("list", po::value(&list_kind)->implicit_value(""), "list registered components [of KIND]")
       ("describe", po::value(&describe_name), "describe a component's parameters")
       ("schema", "print the JSON Schema of configs for the loaded components")
-      ("version", "print versions");
+      ("version", "print versions")
+      ("evaluate", po::value<std::string>(), "evaluate RUN_DIR: load its weights, report the metrics on "
+       "the validation split, write per-example predictions (CSV)")
+      ("cycle", po::value<int>()->default_value(0), "with --evaluate: the cycle whose weights to load (default: last)")
+      ("predictions", po::value<std::string>(), "with --evaluate: CSV path (default RUN_DIR/predictions-cycle-<k>.csv)")
+      ("convert", po::value<std::string>(), "converter: write the dataset of the config's first cycle as "
+       "TFRecord shards of tf.train.Example into DIR (unshuffled, unaugmented, raw uint8 pixels)")
+      ("shards", po::value<int64_t>()->default_value(4), "with --convert: shards per split")
+      ("gzip", "with --convert: GZIP-compress the shards")
+      ("view", po::value<std::string>(), "viewer: write a PNG contact sheet of the first cycle's training "
+       "examples with their labels, raw and after augmentation")
+      ("view-count", po::value<int64_t>()->default_value(32), "with --view: number of examples");
 
   po::variables_map vm;
   try {
@@ -171,6 +205,35 @@ int run(int argc, char** argv) {
   }
   if (vm.count("schema")) {
     std::cout << ktf::json_schema(registry).dump(2) << "\n";
+    return 0;
+  }
+
+  if (vm.count("convert")) {
+    auto dataset = build_first_dataset(
+        config_path, overrides, registry,
+        ktf::Json::object({{"shuffle", false}, {"transforms", ktf::Json::array()}, {"scale", false},
+                           {"dtype", "uint8"}, {"mean", ktf::Json::array()}, {"std", ktf::Json::array()}}));
+    ktf::convert_to_tfrecord(*dataset, vm["convert"].as<std::string>(), vm["shards"].as<int64_t>(),
+                             vm.count("gzip") > 0, [](const std::string& line) { std::cout << line << std::endl; });
+    return 0;
+  }
+  if (vm.count("view")) {
+    auto dataset = build_first_dataset(config_path, overrides, registry, ktf::Json::object());
+    std::string png = vm["view"].as<std::string>();
+    ktf::write_contact_sheet(*dataset, png, vm["view-count"].as<int64_t>(), true);
+    std::cout << "view: wrote " << png << std::endl;
+    return 0;
+  }
+  if (vm.count("evaluate")) {
+    ktf::EvaluateOptions eval;
+    eval.run_dir = vm["evaluate"].as<std::string>();
+    eval.cycle = vm["cycle"].as<int>();
+    eval.device = device;
+    eval.threads = threads;
+    eval.overrides = overrides;
+    eval.quiet = vm.count("quiet") > 0;
+    if (vm.count("predictions")) eval.predictions = vm["predictions"].as<std::string>();
+    ktf::evaluate(eval, registry);
     return 0;
   }
 

@@ -9,7 +9,7 @@ PACKAGES=(
   libboost-dev libboost-program-options-dev
   rapidjson-dev libgtest-dev libgmock-dev
   libprotobuf-dev protobuf-compiler zlib1g-dev
-  libgloo-dev libpng-dev
+  libgloo-dev libpng-dev libjpeg62-turbo-dev
   dataset-fashion-mnist
 )
 if [[ "${KTF_SETUP_BENCH:-0}" == "1" ]]; then

@@ -194,8 +194,13 @@ RunResult Environment::run(Json config) {
       tc.log("== " + label + " of " + std::to_string(list.size()) + " ==");
 
       if (!dataset || cycle.at("datasets") != dataset_cfg) {
+        auto start = std::chrono::steady_clock::now();
         dataset = std::static_pointer_cast<Dataset>(build("datasets", Kind::Dataset, cycle.at("datasets")));
         dataset_cfg = cycle.at("datasets");
+        std::ostringstream took;
+        took << std::fixed << std::setprecision(3)
+             << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        tc.log(label + ": dataset built in " + took.str() + " s");
       }
       ctx.input_shape = dataset->input_shape();
       ctx.num_classes = dataset->num_classes();
@@ -250,6 +255,7 @@ RunResult Environment::run(Json config) {
       tc.optimizer =
           std::static_pointer_cast<Optimizer>(build("optimizer", Kind::Optimizer, cycle.at("optimizer")));
       ctx.optimizer = tc.optimizer;
+      ctx.steps_per_epoch = tc.train_data->num_batches();
       if (!cycle.at("lr_schedule").is_null())
         tc.lr_schedule = std::static_pointer_cast<LrSchedule>(
             build("lr_schedule", Kind::LrSchedule, cycle.at("lr_schedule")));

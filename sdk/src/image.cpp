@@ -26,8 +26,8 @@ png_uint_32 format_for_channels(int channels) {
 }  // namespace
 
 torch::Tensor decode_png(std::string_view data, const std::string& context, int channels) {
-  KTF_CHECK(channels >= 0 && channels <= 4,
-            "decode_png: channels must be 0, 1, 2, 3 or 4, got ", channels);
+  KTF_CHECK(channels >= 0 && channels <= 4, "decode_png: channels must be 0, 1, 2, 3 or 4, got ",
+            channels);
   png_image image;
   std::memset(&image, 0, sizeof image);
   image.version = PNG_IMAGE_VERSION;
@@ -39,9 +39,9 @@ torch::Tensor decode_png(std::string_view data, const std::string& context, int 
   if (!png_image_begin_read_from_memory(&image, data.data(), data.size())) fail("not a PNG");
   if (channels == 0) channels = static_cast<int>(PNG_IMAGE_SAMPLE_CHANNELS(image.format));
   image.format = format_for_channels(channels);
-  auto out = torch::empty({static_cast<int64_t>(image.height), static_cast<int64_t>(image.width),
-                           channels},
-                          torch::kUInt8);
+  auto out = torch::empty(
+      {static_cast<int64_t>(image.height), static_cast<int64_t>(image.width), channels},
+      torch::kUInt8);
   if (!png_image_finish_read(&image, nullptr, out.data_ptr<uint8_t>(), 0, nullptr))
     fail("corrupt image data");
   png_image_free(&image);
@@ -51,10 +51,10 @@ torch::Tensor decode_png(std::string_view data, const std::string& context, int 
 std::string encode_png(const torch::Tensor& hwc_uint8) {
   auto img = hwc_uint8;
   if (img.dim() == 2) img = img.unsqueeze(2);
-  KTF_CHECK(img.dim() == 3 && img.scalar_type() == torch::kUInt8 && img.size(2) >= 1 &&
-                img.size(2) <= 4,
-            "encode_png: expected a uint8 [H, W, C] tensor with C in 1..4, got ", img.sizes(), " ",
-            img.scalar_type());
+  KTF_CHECK(
+      img.dim() == 3 && img.scalar_type() == torch::kUInt8 && img.size(2) >= 1 && img.size(2) <= 4,
+      "encode_png: expected a uint8 [H, W, C] tensor with C in 1..4, got ", img.sizes(), " ",
+      img.scalar_type());
   img = img.to(torch::kCPU).contiguous();
   png_image image;
   std::memset(&image, 0, sizeof image);
@@ -66,8 +66,7 @@ std::string encode_png(const torch::Tensor& hwc_uint8) {
   if (!png_image_write_to_memory(&image, nullptr, &size, 0, img.data_ptr<uint8_t>(), 0, nullptr))
     throw Error(std::string("encode_png: ") + image.message, {}, kExitRuntime);
   std::string out(size, '\0');
-  if (!png_image_write_to_memory(&image, out.data(), &size, 0, img.data_ptr<uint8_t>(), 0,
-                                 nullptr))
+  if (!png_image_write_to_memory(&image, out.data(), &size, 0, img.data_ptr<uint8_t>(), 0, nullptr))
     throw Error(std::string("encode_png: ") + image.message, {}, kExitRuntime);
   out.resize(size);
   png_image_free(&image);

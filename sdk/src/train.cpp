@@ -4,7 +4,9 @@
 
 #include <atomic>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 namespace ktf {
 namespace {
@@ -56,6 +58,22 @@ void TrainContext::save_checkpoint(const std::string& tag) const {
   archive.write("global_step", torch::tensor(global_step));
   archive.save_to(tmp.string());
   fs::rename(tmp, final_path);  // atomic on one file system
+}
+
+double seconds_since_process_start() {
+  std::ifstream stat("/proc/self/stat"), uptime("/proc/uptime");
+  std::string text;
+  if (!std::getline(stat, text)) return -1;
+  // Field 22 (starttime, in clock ticks after boot) follows the parenthesised command name.
+  auto close = text.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream fields(text.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i) {
+  }
+  double up = 0;
+  if (!(uptime >> up)) return -1;
+  return up - std::stod(field) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 int64_t count_parameters(torch::nn::Module& module, bool trainable_only) {

@@ -159,7 +159,10 @@ TEST(HostConfigs, EveryShippedConfigTrainsShortened) {
       ++lines;
     }
     EXPECT_EQ(lines, static_cast<int>(cycles.size()));
-    if (cycles.size() > 1) EXPECT_NE(r.output.find("cycle 2: model carried over from cycle 1"), std::string::npos) << r.output;
+    if (cycles.size() > 1) {
+      EXPECT_NE(r.output.find("cycle 2: model carried over from cycle 1"), std::string::npos)
+          << r.output;
+    }
   }
 }
 

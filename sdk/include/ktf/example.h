@@ -8,8 +8,8 @@
 //   ktf::TFRecordReader reader("train-00000-of-00004.tfrecord");
 //   std::string record;
 //   while (reader.read(record)) {
-//     auto features = ktf::parse_example(record, "record " + std::to_string(reader.records_read() - 1));
-//     const ktf::Feature& label = features.at("label");   // label.kind == ktf::Feature::Int64
+//     auto features = ktf::parse_example(record, "my.tfrecord");
+//     const ktf::Feature& label = features.at("label");  // label.kind == ktf::Feature::Int64
 //   }
 //   ktf::TFRecordWriter writer("out.tfrecord");
 //   writer.write(ktf::serialize_example({{"label", ktf::Feature::int64_list({3})}}));

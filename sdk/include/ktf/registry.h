@@ -61,6 +61,7 @@ class BuildContext {
   int64_t num_classes = -1;          ///< from the cycle's dataset, -1 when unknown
   std::vector<torch::Tensor> parameters;   ///< for optimizers: the model's parameters
   std::shared_ptr<Optimizer> optimizer;    ///< for lr schedules: the cycle's optimizer
+  int64_t steps_per_epoch = -1;  ///< for lr schedules: batches per training epoch, -1 unknown
   std::filesystem::path run_dir;           ///< where a run writes its outputs
   std::vector<std::string> path;           ///< config path of the component being built
 

@@ -74,6 +74,10 @@ class TrainContext {
 /// Sets or clears the interrupt flag (used by the signal handler and tests).
 void request_interrupt(bool value = true);
 
+/// Seconds since this process started (from /proc; -1 where unavailable). Used to report the
+/// start-up time to the first training step.
+double seconds_since_process_start();
+
 /// Number of parameters (elements) of a module; `trainable_only` counts requires_grad ones.
 int64_t count_parameters(torch::nn::Module& module, bool trainable_only = false);
 

@@ -1,0 +1,242 @@
+// ktf.datasets.csv: numeric feature columns and a label column from CSV files.
+#include <ktf/components.h>
+#include <ktf/registry.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+
+#include "datasets.h"
+#include "io.h"
+#include "pipeline.h"
+
+namespace ktf::datasets {
+namespace {
+
+struct CsvOptions : PipelineOptions {
+  std::string file;                  ///< CSV file of the training split (.gz accepted)
+  std::string validation_file;       ///< CSV file of the validation split (optional)
+  Json validation;                   ///< held-out fraction when no validation_file; null = none
+  Json label_column;                 ///< label column: name or 0-based index; null = the last one
+  bool header = true;                ///< the first line names the columns
+  std::string delimiter = ",";       ///< one-character field separator
+  std::optional<double> fill_value;  ///< value for missing cells (empty, NA, NaN); null = error
+  int64_t num_classes = 0;           ///< number of classes; 0 = from the labels
+};
+
+std::vector<std::string> split_line(const std::string& line, char sep) {
+  std::vector<std::string> out;
+  std::string cur;
+  bool quoted = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    char c = line[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+        cur += '"';
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        cur += c;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == sep) {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  out.push_back(cur);
+  for (auto& f : out) {
+    size_t b = f.find_first_not_of(" \t"), e = f.find_last_not_of(" \t\r");
+    f = b == std::string::npos ? "" : f.substr(b, e - b + 1);
+  }
+  return out;
+}
+
+bool is_missing(const std::string& s) {
+  return s.empty() || s == "NA" || s == "N/A" || s == "NaN" || s == "nan" || s == "null";
+}
+
+struct Table {
+  std::vector<std::string> columns;
+  std::vector<std::vector<std::string>> rows;
+  std::vector<int64_t> line_numbers;
+};
+
+Table read_table(const std::string& path, const CsvOptions& o) {
+  std::string text = read_file(path, "CSV file");
+  Table t;
+  size_t pos = 0;
+  int64_t line_no = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(pos, end - pos);
+    pos = end + 1;
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    auto fields = split_line(line, o.delimiter[0]);
+    if (t.columns.empty() && t.rows.empty()) {
+      if (o.header) {
+        t.columns = fields;
+        continue;
+      }
+      for (size_t i = 0; i < fields.size(); ++i) t.columns.push_back(std::to_string(i));
+    }
+    KTF_CHECK(fields.size() == t.columns.size(), "CSV file '", path, "': line ", line_no, " has ",
+              fields.size(), " fields, expected ", t.columns.size());
+    t.rows.push_back(std::move(fields));
+    t.line_numbers.push_back(line_no);
+  }
+  KTF_CHECK(!t.rows.empty(), "CSV file '", path, "' has no data rows");
+  return t;
+}
+
+size_t label_index(const Table& t, const Json& label, const std::string& path) {
+  if (label.is_null()) return t.columns.size() - 1;
+  if (label.is_int()) {
+    int64_t i = label.as_int();
+    KTF_CHECK(i >= 0 && i < static_cast<int64_t>(t.columns.size()), "label_column ", i,
+              " is out of range: CSV file '", path, "' has ", t.columns.size(), " columns");
+    return static_cast<size_t>(i);
+  }
+  KTF_CHECK(label.is_string(), "label_column must be a column name or index, got ",
+            describe_value(label));
+  auto it = std::find(t.columns.begin(), t.columns.end(), label.as_string());
+  KTF_CHECK(it != t.columns.end(), "label_column '", label.as_string(),
+            "' is not a column of CSV file '", path, "'");
+  return static_cast<size_t>(it - t.columns.begin());
+}
+
+/// Converts a table to features [N, F] and labels [N]; labels that are not all integers are class
+/// names, numbered in sorted order (`names` is shared between splits).
+TensorSplit to_tensors(const Table& t, size_t label, const std::string& path, const CsvOptions& o,
+                       std::map<std::string, int64_t>& names, bool named_labels) {
+  int64_t n = static_cast<int64_t>(t.rows.size());
+  int64_t f = static_cast<int64_t>(t.columns.size()) - 1;
+  auto x = torch::empty({n, f}, torch::kFloat32);
+  auto y = torch::empty({n}, torch::kLong);
+  auto* xp = x.data_ptr<float>();
+  auto* yp = y.data_ptr<int64_t>();
+  for (int64_t r = 0; r < n; ++r) {
+    const auto& row = t.rows[r];
+    int64_t k = 0;
+    for (size_t c = 0; c < row.size(); ++c) {
+      const std::string& cell = row[c];
+      auto where = [&] {
+        return "CSV file '" + path + "': line " + std::to_string(t.line_numbers[r]) + ", column '" +
+               t.columns[c] + "'";
+      };
+      if (c == label) {
+        KTF_CHECK(!is_missing(cell), where(), ": missing label");
+        if (named_labels) {
+          yp[r] = names.at(cell);
+        } else {
+          yp[r] = std::stoll(cell);
+        }
+        continue;
+      }
+      double v;
+      if (is_missing(cell)) {
+        KTF_CHECK(o.fill_value.has_value(), where(),
+                  ": missing value (set fill_value to replace missing values)");
+        v = *o.fill_value;
+      } else {
+        char* end = nullptr;
+        errno = 0;
+        v = std::strtod(cell.c_str(), &end);
+        KTF_CHECK(end && *end == '\0' && errno == 0, where(), ": '", cell, "' is not a number");
+      }
+      xp[r * f + k++] = static_cast<float>(v);
+    }
+  }
+  return {x, y};
+}
+
+bool is_integer(const std::string& s) {
+  if (s.empty()) return false;
+  size_t i = s[0] == '-' || s[0] == '+' ? 1 : 0;
+  return i < s.size() &&
+         std::all_of(s.begin() + i, s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+std::shared_ptr<Dataset> make_csv(const CsvOptions& o, BuildContext& ctx) {
+  KTF_CHECK(o.delimiter.size() == 1, "delimiter must be one character, got '", o.delimiter, "'");
+  auto config = PipelineConfig::from(o, ctx);
+  KTF_CHECK(config.to_float, "dtype must be float32 for CSV data");
+  double fraction = parse_validation(o.validation, false);
+  KTF_CHECK(o.validation_file.empty() || fraction == 0,
+            "give either validation_file or a validation fraction, not both");
+  Table train = read_table(o.file, o);
+  KTF_CHECK(train.columns.size() >= 2, "CSV file '", o.file,
+            "' needs at least one feature column and a label column");
+  size_t label = label_index(train, o.label_column, o.file);
+  std::optional<Table> valid;
+  if (!o.validation_file.empty()) {
+    valid = read_table(o.validation_file, o);
+    KTF_CHECK(valid->columns.size() == train.columns.size(), "CSV file '", o.validation_file,
+              "' has ", valid->columns.size(), " columns but '", o.file, "' has ",
+              train.columns.size());
+  }
+  bool named = false;
+  std::map<std::string, int64_t> names;
+  for (const Table* t : {&train, valid ? &*valid : nullptr}) {
+    if (!t) continue;
+    for (const auto& row : t->rows) {
+      if (is_missing(row[label])) continue;
+      if (!is_integer(row[label])) named = true;
+      names.emplace(row[label], 0);
+    }
+  }
+  std::vector<std::string> class_names;
+  if (named) {
+    int64_t i = 0;
+    for (auto& [name, index] : names) {
+      index = i++;
+      class_names.push_back(name);
+    }
+  }
+  TensorSplit tr = to_tensors(train, label, o.file, o, names, named), va;
+  if (valid) va = to_tensors(*valid, label, o.validation_file, o, names, named);
+  if (fraction > 0) std::tie(tr, va) = hold_out(tr, fraction, config.seed);
+  int64_t classes = named ? static_cast<int64_t>(class_names.size())
+                          : std::max(count_classes(tr.target), count_classes(va.target));
+  if (o.num_classes > 0) {
+    KTF_CHECK(classes <= o.num_classes, "labels go up to ", classes - 1, " but num_classes is ",
+              o.num_classes);
+    classes = o.num_classes;
+  }
+  return std::make_shared<TensorDataset>(std::move(tr), std::move(va), std::move(config), classes,
+                                         std::move(class_names));
+}
+
+}  // namespace
+
+void register_csv(Registrar& r) {
+  auto def = define<Dataset, CsvOptions>(
+      "ktf.datasets.csv", "numeric feature columns and a class label column from CSV files");
+  def.required("file", &CsvOptions::file, "CSV file of the training split (.gz accepted)")
+      .arg("validation_file", &CsvOptions::validation_file,
+           "CSV file of the validation split (optional)")
+      .arg("validation", &CsvOptions::validation,
+           "held-out fraction in (0, 1) when there is no validation_file; null = none")
+      .arg("label_column", &CsvOptions::label_column,
+           "label column: name or 0-based index; null = the last column")
+      .arg("header", &CsvOptions::header, "the first line names the columns")
+      .arg("delimiter", &CsvOptions::delimiter, "one-character field separator")
+      .arg("fill_value", &CsvOptions::fill_value,
+           "value for missing cells (empty, NA, NaN); null = a missing cell is an error")
+      .arg("num_classes", &CsvOptions::num_classes, "number of classes; 0 = from the labels");
+  add_pipeline_args(def).example(
+      Json::object({{"file", std::string(KTF_DATASETS_TESTDATA) + "/tiny.csv"},
+                    {"label_column", "label"},
+                    {"batch_size", 4}}));
+  r.add(def.build(make_csv));
+}
+
+}  // namespace ktf::datasets

@@ -1,0 +1,208 @@
+// The batch pipeline shared by every reader of the datasets plugin.
+//
+// - PipelineOptions: the arguments every dataset takes (batch size, shuffling, scaling,
+//   normalisation, padding/resizing, transforms, prefetch), bound to the spec by
+//   add_pipeline_args().
+// - Preprocess: turns a raw batch (uint8 or float, [N, C, H, W] or [N, F]) into the model's input,
+//   on the whole batch at once.
+// - PrefetchStream: a BatchStream over a Cursor (the batches of one epoch), run on a background
+//   thread with a bounded queue; exceptions reach next(); restarts stop and join the thread.
+// - TensorDataset: decoded data held in contiguous tensors; batches are built by index_select.
+//
+// Determinism: the order of epoch e is a function of (seed, e) only, and the randomness of the
+// transforms of batch b of epoch e is a function of (seed, e, b) only. So two runs with the same
+// seed give identical batches, and restore_state(state()) continues with identical batches.
+#pragma once
+
+#include <ktf/components.h>
+#include <ktf/registry.h>
+#include <ktf/viewer.h>
+
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace ktf::datasets {
+
+/// Arguments common to every dataset. A reader's options struct derives from it.
+struct PipelineOptions {
+  int64_t batch_size = 64;         ///< examples per training batch
+  int64_t valid_batch_size = 0;    ///< examples per validation batch; 0 = batch_size
+  bool shuffle = true;             ///< reshuffle the training data every epoch
+  std::optional<int64_t> seed;     ///< shuffling/augmentation seed; null = the run's seed
+  bool drop_last = false;          ///< drop the last incomplete training batch
+  int64_t prefetch = 2;            ///< batches prepared ahead on a background thread; 0 = none
+  bool scale = true;               ///< divide uint8 data by 255 (to [0, 1])
+  std::string dtype = "float32";   ///< input dtype: float32, or uint8 (raw pixels, scale false)
+  std::vector<double> mean;        ///< per-channel mean subtracted after scaling; empty = none
+  std::vector<double> std;         ///< per-channel std divided after the mean; empty = none
+  bool force_rgb = false;          ///< repeat a single channel to 3 channels
+  std::vector<int64_t> pad_to;     ///< [H, W]: zero-pad images (centred) to this size
+  std::vector<int64_t> resize_to;  ///< [H, W]: resize images (bilinear) to this size
+  std::vector<Ref<Transform>> transforms;  ///< augmentation applied to training batches only
+};
+
+/// Binds the PipelineOptions fields of `O` (which derives from PipelineOptions) to `def`.
+template <class O>
+Definition<Dataset, O>& add_pipeline_args(Definition<Dataset, O>& def) {
+  return def.template arg<int64_t>("batch_size", &O::batch_size, "examples per training batch")
+      .template arg<int64_t>("valid_batch_size", &O::valid_batch_size,
+                             "examples per validation batch; 0 = batch_size")
+      .template arg<bool>("shuffle", &O::shuffle, "reshuffle the training data every epoch")
+      .template arg<std::optional<int64_t>>("seed", &O::seed,
+                                            "shuffling/augmentation seed; null = the run's seed")
+      .template arg<bool>("drop_last", &O::drop_last, "drop the last incomplete training batch")
+      .template arg<int64_t>("prefetch", &O::prefetch,
+                             "batches prepared ahead on a background thread; 0 = none")
+      .template arg<bool>("scale", &O::scale, "divide uint8 data by 255 (to [0, 1])")
+      .template arg<std::string>("dtype", &O::dtype,
+                                 "input dtype: float32, or uint8 for raw pixels (scale false)",
+                                 {"float32", "uint8"})
+      .template arg<std::vector<double>>("mean", &O::mean,
+                                         "per-channel mean subtracted after scaling; [] = none")
+      .template arg<std::vector<double>>("std", &O::std,
+                                         "per-channel std divided after the mean; [] = none")
+      .template arg<bool>("force_rgb", &O::force_rgb, "repeat a single channel to 3 channels (RGB)")
+      .template arg<std::vector<int64_t>>("pad_to", &O::pad_to,
+                                          "[H, W]: zero-pad images (centred) to this size")
+      .template arg<std::vector<int64_t>>("resize_to", &O::resize_to,
+                                          "[H, W]: resize images (bilinear) to this size")
+      .template arg<std::vector<Ref<Transform>>>(
+          "transforms", &O::transforms, "augmentation components applied to training batches");
+}
+
+/// Seed of the shuffling order of `epoch` and of the transforms of batch `batch` of `epoch`.
+uint64_t order_seed(uint64_t seed, int64_t epoch);
+uint64_t batch_seed(uint64_t seed, int64_t epoch, int64_t batch);
+/// A CPU generator seeded with `seed`.
+torch::Generator make_generator(uint64_t seed);
+/// The permutation of epoch `epoch` for `n` examples (identity when !shuffle).
+torch::Tensor epoch_order(int64_t n, bool shuffle, uint64_t seed, int64_t epoch);
+
+/// Everything a stream needs to turn raw examples into batches.
+struct PipelineConfig {
+  int64_t batch_size = 64;
+  int64_t valid_batch_size = 64;
+  bool shuffle = true;
+  uint64_t seed = 0;
+  bool drop_last = false;
+  int64_t prefetch = 2;
+  bool scale = true;
+  bool to_float = true;
+  std::vector<double> mean, std;
+  bool force_rgb = false;
+  std::vector<int64_t> pad_to, resize_to;
+  std::vector<std::shared_ptr<Transform>> transforms;
+
+  /// Validates `o` (errors name the argument) and builds the transforms with `ctx`.
+  static PipelineConfig from(const PipelineOptions& o, BuildContext& ctx);
+  /// The same pipeline for the validation split: no shuffling, no transforms, no drop_last.
+  PipelineConfig for_validation() const;
+  /// The same pipeline without the transforms (viewer's raw examples).
+  PipelineConfig without_transforms() const;
+  /// Converts a raw batch input (uint8 or float; [N, C, H, W] images or [N, ...] features).
+  torch::Tensor preprocess(torch::Tensor input) const;
+  /// preprocess + the transforms seeded for (epoch, batch).
+  Batch finish(Batch raw, int64_t epoch, int64_t batch_index) const;
+  /// Input shape of one example after preprocessing and transforms, from one raw example
+  /// [1, ...]. Throws if the transforms change the shape (validation data would not match).
+  std::vector<int64_t> output_shape(const torch::Tensor& raw_example) const;
+};
+
+/// The batches of one epoch, produced in order. Used only by one thread at a time.
+class Cursor {
+ public:
+  virtual ~Cursor() = default;
+  virtual std::optional<Batch> next() = 0;
+};
+
+/// A BatchStream over Cursors, with an optional prefetch thread.
+class PrefetchStream : public BatchStream {
+ public:
+  explicit PrefetchStream(int64_t prefetch) : prefetch_(prefetch) {}
+  ~PrefetchStream() override;
+
+  void start_epoch(int64_t epoch) override;
+  std::optional<Batch> next() override;
+  Json state() const override;
+  void restore_state(const Json& state) override;
+
+ protected:
+  /// The batches of `epoch` from batch index `position` on.
+  virtual std::unique_ptr<Cursor> open(int64_t epoch, int64_t position) = 0;
+  /// Must be called by the most derived destructor (the thread uses the derived object).
+  void stop();
+
+ private:
+  void launch(int64_t epoch, int64_t position);
+
+  struct Item {
+    std::optional<Batch> batch;  ///< nullopt with no error = end of epoch
+    std::exception_ptr error;
+  };
+  int64_t prefetch_;
+  int64_t epoch_ = 0;
+  int64_t position_ = 0;
+  bool started_ = false;
+  bool finished_ = false;
+  std::unique_ptr<Cursor> cursor_;  // synchronous mode
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Item> queue_;
+  bool stop_ = false;
+};
+
+/// Rethrows the current exception as ktf::Error when it is a c10::Error (bad input data).
+[[noreturn]] void rethrow_as_ktf_error(const std::string& context);
+
+/// Decoded examples held in memory: input [N, ...] (uint8 or float), target [N] int64.
+struct TensorSplit {
+  torch::Tensor input;
+  torch::Tensor target;
+  int64_t size() const { return input.defined() ? input.size(0) : 0; }
+};
+
+/// Splits off a held-out validation fraction: a fixed (seeded) random subset, both parts kept in
+/// file order.
+std::pair<TensorSplit, TensorSplit> hold_out(const TensorSplit& all, double fraction,
+                                             uint64_t seed);
+
+/// A Dataset over in-memory splits.
+class TensorDataset : public Dataset, public Augmentable {
+ public:
+  TensorDataset(TensorSplit train, TensorSplit valid, PipelineConfig config, int64_t num_classes,
+                std::vector<std::string> class_names);
+
+  std::shared_ptr<BatchStream> train() override;
+  std::shared_ptr<BatchStream> valid() override;
+  std::shared_ptr<BatchStream> train_unaugmented() override;
+  std::vector<int64_t> input_shape() const override { return input_shape_; }
+  int64_t num_classes() const override { return num_classes_; }
+  std::vector<std::string> class_names() const override { return class_names_; }
+
+  const TensorSplit& train_split() const { return train_; }
+  const TensorSplit& valid_split() const { return valid_; }
+
+ private:
+  TensorSplit train_, valid_;
+  PipelineConfig config_;
+  int64_t num_classes_;
+  std::vector<std::string> class_names_;
+  std::vector<int64_t> input_shape_;
+};
+
+/// Parses the `validation` argument: "test" (or null for readers with a test split), "none",
+/// or a fraction in (0, 1). Returns the fraction, 0 for "none", -1 for "test".
+double parse_validation(const Json& v, bool has_test);
+
+/// 1 + the largest label (labels must be >= 0).
+int64_t count_classes(const torch::Tensor& labels);
+
+}  // namespace ktf::datasets

@@ -1,0 +1,244 @@
+#include "loop.h"
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+
+namespace ktf::train {
+namespace {
+
+std::string scoped(std::string name, char from, char to) {
+  std::replace(name.begin(), name.end(), from, to);
+  return name;
+}
+
+bool is_batch_norm(const torch::nn::Module& m) {
+  return m.name().find("BatchNorm") != std::string::npos;
+}
+
+double current_lr(const Optimizer& optimizer) {
+  const auto& groups = optimizer.param_groups();
+  return groups.empty() ? 0.0 : groups.front().options().get_lr();
+}
+
+torch::Tensor to_device(const torch::Tensor& t, torch::Device device) {
+  if (!t.defined() || t.device() == device) return t;
+  return t.to(torch::TensorOptions().device(device), /*non_blocking=*/true);
+}
+
+}  // namespace
+
+LoopRunner::LoopRunner(const LoopOptions& options, BuildContext& ctx,
+                       std::shared_ptr<TrainStep> step)
+    : options_(options), step_(std::move(step)) {
+  KTF_CHECK(options.num_epochs >= 0, "num_epochs must be >= 0, got ", options.num_epochs);
+  KTF_CHECK(!options.steps_per_epoch || *options.steps_per_epoch >= 1,
+            "steps_per_epoch must be >= 1 or null, got ", options.steps_per_epoch.value_or(0));
+  KTF_CHECK(!options.num_valid_steps || *options.num_valid_steps >= 0,
+            "num_valid_steps must be >= 0 or null, got ", options.num_valid_steps.value_or(0));
+  KTF_CHECK(options.valid_freq >= 1, "valid_freq must be >= 1, got ", options.valid_freq);
+  KTF_CHECK(options.verbose >= 0 && options.verbose <= 2, "verbose must be 0, 1 or 2, got ",
+            options.verbose);
+  for (const auto& pattern : options.freeze_submodels)
+    KTF_CHECK(!pattern.empty(), "freeze_submodels: names must not be empty");
+  bool has_progress = false;
+  for (const auto& ref : options.callbacks) {
+    auto cb = ctx.build(ref);
+    KTF_CHECK(cb, "callbacks: an entry is null");
+    auto* lc = dynamic_cast<LoopCallback*>(cb.get());
+    has_progress |= lc && lc->prints_progress();
+    callbacks_.push_back(std::move(cb));
+  }
+  if (options.verbose > 0 && !has_progress)
+    callbacks_.insert(callbacks_.begin(), make_progress_bar(options.verbose, 10.0));
+  for (auto& cb : callbacks_)
+    if (auto* lc = dynamic_cast<LoopCallback*>(cb.get())) loop_callbacks_.push_back(lc);
+}
+
+void LoopRunner::prepare(TrainContext& ctx) {
+  KTF_CHECK(ctx.model, "the train loop has no model");
+  for (auto& p : ctx.model->parameters()) p.requires_grad_(true);
+  frozen_norms_.clear();
+  if (options_.freeze_submodels.empty()) return;
+  auto modules = ctx.model->named_modules("", /*include_self=*/false);
+  std::string names;
+  for (const auto& pattern : options_.freeze_submodels) {
+    const std::string path = scoped(pattern, '@', '.');
+    const std::shared_ptr<torch::nn::Module>* found = modules.find(path);
+    if (!found) {
+      std::vector<std::string> candidates;
+      for (const auto& item : modules) candidates.push_back(scoped(item.key(), '.', '@'));
+      std::string msg = "freeze_submodels: '" + pattern + "' matches no submodule of the model";
+      auto close = closest_names(scoped(pattern, '.', '@'), candidates, 3);
+      if (!close.empty()) {
+        msg += " (closest: ";
+        for (size_t i = 0; i < close.size(); ++i) msg += (i ? "', '" : "'") + close[i];
+        msg += "')";
+      }
+      throw Error(msg);
+    }
+    int64_t n = 0;
+    for (auto& p : (*found)->parameters()) {
+      p.requires_grad_(false);
+      n += p.numel();
+    }
+    for (auto& m : (*found)->modules(/*include_self=*/true))
+      if (is_batch_norm(*m)) frozen_norms_.push_back(m);
+    names += (names.empty() ? "" : ", ") + pattern + " (" + std::to_string(n) + ")";
+  }
+  int64_t total = count_parameters(*ctx.model), trainable = count_parameters(*ctx.model, true);
+  ctx.log("freeze_submodels: froze " + names + "; " + std::to_string(total - trainable) + " of " +
+          std::to_string(total) + " parameters frozen, " + std::to_string(trainable) +
+          " trainable");
+}
+
+void LoopRunner::after_optimizer_step(TrainContext& ctx) {
+  ++ctx.global_step;
+  if (ctx.lr_schedule) ctx.lr_schedule->on_batch_end(ctx.global_step);
+}
+
+Logs LoopRunner::running_logs(const Pass& pass) {
+  Logs logs;
+  if (pass.examples > 0)
+    logs.emplace_back("loss", pass.loss_sum.item<double>() / static_cast<double>(pass.examples));
+  return logs;
+}
+
+void LoopRunner::add_metric_logs(TrainContext& ctx, int64_t epoch, const std::string& phase,
+                                 const std::string& prefix, Logs& logs) {
+  for (auto& m : ctx.metrics) {
+    set_log(logs, prefix + m->name(), m->compute());
+    auto* reporting = dynamic_cast<ReportingMetric*>(m.get());
+    if (!reporting || ctx.run_dir.empty()) continue;
+    auto path = resolve_run_path(ctx.run_dir, reporting->report_file());
+    if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+    std::ofstream out(path, std::ios::app);
+    if (!out) throw Error("cannot write '" + path.string() + "'", {}, kExitRuntime);
+    Json line = Json::object({{"cycle", static_cast<int64_t>(ctx.cycle + 1)},
+                              {"epoch", epoch + 1},
+                              {"phase", phase},
+                              {"metric", m->name()},
+                              {"value", reporting->report()}});
+    out << line.dump() << "\n";
+  }
+}
+
+void LoopRunner::train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs) {
+  auto* reporting = dynamic_cast<ReportingStep*>(step_.get());
+  ctx.model->train();
+  for (auto& bn : frozen_norms_) bn->eval();  // frozen BatchNorm keeps its statistics
+  for (auto& m : ctx.metrics) m->reset();
+  auto& data = *ctx.train_data;
+  data.start_epoch(epoch);
+  Pass pass;
+  const auto started = std::chrono::steady_clock::now();
+  const int64_t limit = options_.steps_per_epoch.value_or(-1);
+  while (limit < 0 || pass.batches < limit) {
+    auto batch = data.next();
+    if (!batch) break;
+    batch->input = to_device(batch->input, ctx.device);
+    batch->target = to_device(batch->target, ctx.device);
+    torch::Tensor loss = step_->step(ctx, *batch);
+    KTF_CHECK_RUNTIME(loss.defined() && loss.numel() == 1,
+                      "the train step must return a scalar loss, got ",
+                      loss.defined() ? loss.sizes() : torch::IntArrayRef{});
+    const int64_t n = batch->input.dim() > 0 ? batch->input.size(0) : 1;
+    auto weighted = loss.detach().reshape({}).to(torch::kDouble) * static_cast<double>(n);
+    pass.loss_sum = pass.loss_sum.defined() ? pass.loss_sum + weighted : weighted;
+    pass.examples += n;
+    const int64_t index = pass.batches++;
+    if (ctx.cycle == 0 && epoch == 0 && index == 0) first_step_ = seconds_since_process_start();
+    if (!reporting || reporting->last_stepped) after_optimizer_step(ctx);
+    torch::Tensor output = reporting ? reporting->last_output : torch::Tensor();
+    if (!output.defined()) pass.have_outputs = false;
+    if (pass.have_outputs)
+      for (auto& m : ctx.metrics) m->update(output, batch->target);
+
+    bool wanted = false;
+    for (auto* lc : loop_callbacks_) wanted |= lc->wants_batch_logs(ctx, index);
+    Logs batch_logs;
+    if (wanted) {
+      batch_logs = running_logs(pass);
+      if (pass.have_outputs)
+        for (auto& m : ctx.metrics) set_log(batch_logs, m->name(), m->compute());
+    }
+    for (auto& cb : callbacks_) cb->on_batch_end(ctx, index, batch_logs);
+    if (ctx.stop_training || TrainContext::interrupted()) break;
+  }
+  if (reporting && reporting->finish_epoch(ctx)) after_optimizer_step(ctx);
+  if (pass.loss_sum.defined()) pass.loss_sum.item<double>();  // finish queued device work
+  last_timing_ = {std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+                  pass.examples, pass.batches};
+  KTF_CHECK_RUNTIME(pass.batches > 0, "the training data yielded no batch in epoch ", epoch + 1);
+  logs = running_logs(pass);
+  if (pass.have_outputs) add_metric_logs(ctx, epoch, "train", "", logs);
+}
+
+void LoopRunner::validate(TrainContext& ctx, int64_t epoch, Logs& logs) {
+  torch::NoGradGuard no_grad;
+  ctx.model->eval();
+  for (auto& m : ctx.metrics) m->reset();
+  auto& data = *ctx.valid_data;
+  data.start_epoch(epoch);
+  Pass pass;
+  const int64_t limit = options_.num_valid_steps.value_or(-1);
+  while (limit < 0 || pass.batches < limit) {
+    auto batch = data.next();
+    if (!batch) break;
+    auto input = to_device(batch->input, ctx.device);
+    auto target = to_device(batch->target, ctx.device);
+    auto output = ctx.model->forward(input);
+    auto loss = ctx.loss->compute(output, target);
+    const int64_t n = input.dim() > 0 ? input.size(0) : 1;
+    auto weighted = loss.reshape({}).to(torch::kDouble) * static_cast<double>(n);
+    pass.loss_sum = pass.loss_sum.defined() ? pass.loss_sum + weighted : weighted;
+    pass.examples += n;
+    ++pass.batches;
+    for (auto& m : ctx.metrics) m->update(output, target);
+    if (TrainContext::interrupted()) break;
+  }
+  if (pass.batches == 0) return;
+  set_log(logs, "val_loss", pass.loss_sum.item<double>() / static_cast<double>(pass.examples));
+  add_metric_logs(ctx, epoch, "validation", "val_", logs);
+}
+
+Logs LoopRunner::run(TrainContext& ctx) {
+  KTF_CHECK(ctx.model && ctx.loss && ctx.optimizer && ctx.train_data,
+            "the train loop needs a model, a loss, an optimizer and training data");
+  ctx.stop_training = false;
+  const int64_t planned =
+      options_.steps_per_epoch
+          ? (ctx.train_data->num_batches() < 0
+                 ? *options_.steps_per_epoch
+                 : std::min(*options_.steps_per_epoch, ctx.train_data->num_batches()))
+          : ctx.train_data->num_batches();
+  for (auto* lc : loop_callbacks_) lc->on_plan(planned, options_.num_epochs);
+  for (auto& cb : callbacks_) cb->on_train_begin(ctx);
+  Logs logs;
+  for (int64_t epoch = ctx.epoch; epoch < options_.num_epochs; ++epoch) {
+    ctx.epoch = epoch;
+    for (auto& cb : callbacks_) cb->on_epoch_begin(ctx, epoch);
+    train_epoch(ctx, epoch, logs);
+    const bool last = epoch + 1 == options_.num_epochs || ctx.stop_training;
+    if (ctx.valid_data && (last || (epoch + 1) % options_.valid_freq == 0) &&
+        !TrainContext::interrupted())
+      validate(ctx, epoch, logs);
+    set_log(logs, "lr", current_lr(*ctx.optimizer));  // before the schedule's epoch update
+    Logs recorded = logs;  // metrics.jsonl also gets the training pass's timing
+    recorded.emplace_back("train_seconds", last_timing_.seconds);
+    recorded.emplace_back("train_samples", static_cast<double>(last_timing_.examples));
+    recorded.emplace_back("train_steps", static_cast<double>(last_timing_.batches));
+    recorded.emplace_back("samples_per_second",
+                          last_timing_.examples / std::max(last_timing_.seconds, 1e-9));
+    if (first_step_ >= 0) recorded.emplace_back("first_step_after_start", first_step_);
+    first_step_ = -1;
+    ctx.record("epoch", epoch, recorded);
+    if (ctx.lr_schedule) ctx.lr_schedule->on_epoch_end(epoch, logs);
+    for (auto& cb : callbacks_) cb->on_epoch_end(ctx, epoch, logs);
+    if (ctx.stop_training || TrainContext::interrupted()) break;
+  }
+  for (auto& cb : callbacks_) cb->on_train_end(ctx, logs);
+  return logs;
+}
+
+}  // namespace ktf::train

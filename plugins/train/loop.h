@@ -1,0 +1,92 @@
+// The epoch machinery shared by ktf.train.KerasTrainLoop and ktf.train.CustomTrainLoop: freezing,
+// epochs of train steps, validation, logs, callbacks and stopping. The two loops differ only in
+// the TrainStep they run.
+#pragma once
+
+#include <ktf/registry.h>
+#include <ktf/train.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "train.h"
+
+namespace ktf::train {
+
+/// Arguments of both loops (each registers the ones it takes).
+struct LoopOptions {
+  int64_t num_epochs = 1;                     ///< epochs to train
+  std::optional<int64_t> steps_per_epoch;     ///< batches per epoch; null = the whole train split
+  std::optional<int64_t> num_valid_steps;     ///< validation batches; null = the whole split
+  int64_t valid_freq = 1;                     ///< validate every N epochs (and after the last)
+  std::vector<Ref<Callback>> callbacks;       ///< Keras-style callbacks
+  std::vector<std::string> freeze_submodels;  ///< submodules to freeze, "@"-scoped
+  int64_t verbose = 1;                        ///< 0 silent, 1 progress bar, 2 one line per epoch
+  std::optional<double> clip_grad_norm;       ///< KerasTrainLoop: clip the global gradient norm
+  int64_t grad_accumulation = 1;              ///< KerasTrainLoop: batches per optimizer step
+  Ref<TrainStep> train_step;                  ///< CustomTrainLoop: the step; null = Supervised
+};
+
+/// Adds the arguments both loops share to `d`.
+template <class Options>
+Definition<TrainLoop, Options>& common_loop_args(Definition<TrainLoop, Options>& d) {
+  return d.template arg<int64_t>("num_epochs", &Options::num_epochs, "epochs to train")
+      .template arg<std::optional<int64_t>>("steps_per_epoch", &Options::steps_per_epoch,
+                                            "batches per epoch; null = the whole train split")
+      .template arg<std::optional<int64_t>>("num_valid_steps", &Options::num_valid_steps,
+                                            "validation batches per validation; null = all")
+      .template arg<int64_t>("valid_freq", &Options::valid_freq,
+                             "validate every N epochs (and always after the last epoch)")
+      .template arg<std::vector<Ref<Callback>>>("callbacks", &Options::callbacks,
+                                                "Keras-style callbacks, run in order")
+      .template arg<std::vector<std::string>>(
+          "freeze_submodels", &Options::freeze_submodels,
+          "submodules to freeze; nested names scoped with '@', e.g. base_model@layer1")
+      .template arg<int64_t>("verbose", &Options::verbose,
+                             "0 silent, 1 progress bar, 2 one line per epoch");
+}
+
+class LoopRunner : public TrainLoop {
+ public:
+  /// Builds the callbacks with `ctx`; `step` runs each training batch.
+  LoopRunner(const LoopOptions& options, BuildContext& ctx, std::shared_ptr<TrainStep> step);
+
+  /// Makes every parameter trainable, then freezes `freeze_submodels`.
+  void prepare(TrainContext& ctx) override;
+  Logs run(TrainContext& ctx) override;
+
+ private:
+  struct Pass {
+    torch::Tensor loss_sum;  ///< sum of batch loss x batch size, on the device
+    int64_t examples = 0;
+    int64_t batches = 0;
+    bool have_outputs = true;  ///< metrics were updated (the step exposed its outputs)
+  };
+  /// Wall time, examples and batches of the last training pass (written to metrics.jsonl).
+  struct Timing {
+    double seconds = 0;
+    int64_t examples = 0;
+    int64_t batches = 0;
+  };
+  Timing last_timing_;
+  double first_step_ = -1;  ///< seconds from process start to the run's first step, once
+  void train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs);
+  void validate(TrainContext& ctx, int64_t epoch, Logs& logs);
+  void after_optimizer_step(TrainContext& ctx);
+  void add_metric_logs(TrainContext& ctx, int64_t epoch, const std::string& phase,
+                       const std::string& prefix, Logs& logs);
+  Logs running_logs(const Pass& pass);
+
+  LoopOptions options_;
+  std::shared_ptr<TrainStep> step_;
+  std::vector<std::shared_ptr<Callback>> callbacks_;
+  std::vector<LoopCallback*> loop_callbacks_;
+  std::vector<std::shared_ptr<torch::nn::Module>> frozen_norms_;
+};
+
+/// The progress bar KerasTrainLoop adds for verbose 1 and 2 (ktf.callbacks.ProgressBar).
+std::shared_ptr<LoopCallback> make_progress_bar(int64_t verbose, double interval);
+
+}  // namespace ktf::train

@@ -1,0 +1,306 @@
+// ktf.callbacks.TensorBoard: TensorBoard event files as tf.keras.callbacks.TensorBoard writes them.
+//
+// <log_dir>/train/ and <log_dir>/validation/ each get an events.out.tfevents.* file: TFRecord
+// framed tensorflow.Event protos, the first holding file_version "brain.Event:2". Per epoch (step
+// = epoch, from 0) the train/ file gets "epoch_<key>" scalars of the training logs and the
+// validation/ file the same tags for the "val_" logs; "lr" is written as "epoch_learning_rate".
+// With update_freq "batch" or N, "batch_<key>" scalars are written every N optimizer steps
+// (step = global step). histogram_freq N writes a histogram of every parameter ("fc/weight")
+// every N epochs; write_graph writes the model's structure as a text summary; write_images writes
+// a few input images of the first validation batch as PNG image summaries.
+#include <ktf/components.h>
+#include <ktf/image.h>
+#include <ktf/registry.h>
+#include <ktf/tfrecord.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <sstream>
+
+#include "tensorboard/event.pb.h"
+#include "train.h"
+
+namespace ktf::train {
+namespace {
+namespace fs = std::filesystem;
+
+struct TensorBoardOptions {
+  std::string log_dir = "logs";  ///< event directory, relative to the run directory
+  int64_t histogram_freq = 0;    ///< parameter histograms every N epochs; 0 = never
+  Json update_freq = "epoch";    ///< "epoch", "batch" or N: batch-level scalars every N steps
+  bool write_graph = true;       ///< write the model's structure as a text summary
+  bool write_images = false;     ///< write input images of the first validation batch
+  int64_t max_images = 3;        ///< images written by write_images
+  bool write_steps_per_second = false;  ///< write "epoch_steps_per_second"
+  Json profile_batch = 0;               ///< accepted for Keras configs; profiling is not supported
+  int64_t embeddings_freq = 0;  ///< accepted for Keras configs; embeddings are not supported
+};
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+/// One events.out.tfevents.* file.
+class EventWriter {
+ public:
+  explicit EventWriter(const fs::path& dir) {
+    static std::atomic<int> sequence{0};
+    fs::create_directories(dir);
+    char host[256] = "localhost";
+    ::gethostname(host, sizeof host - 1);
+    std::string name = "events.out.tfevents." +
+                       std::to_string(static_cast<int64_t>(now_seconds())) + "." + host + "." +
+                       std::to_string(::getpid()) + "." + std::to_string(sequence++);
+    writer_ = std::make_unique<TFRecordWriter>((dir / name).string());
+    tensorflow::Event e;
+    e.set_file_version("brain.Event:2");
+    write(e);
+  }
+
+  void scalar(const std::string& tag, int64_t step, double value) {
+    tensorflow::Event e;
+    e.set_step(step);
+    auto* v = e.mutable_summary()->add_value();
+    v->set_tag(tag);
+    v->set_simple_value(static_cast<float>(value));
+    write(e);
+  }
+
+  void histogram(const std::string& tag, int64_t step, const torch::Tensor& values) {
+    auto x = values.detach().to(torch::kCPU, torch::kDouble).flatten();
+    if (x.numel() == 0) return;
+    tensorflow::Event e;
+    e.set_step(step);
+    auto* v = e.mutable_summary()->add_value();
+    v->set_tag(tag);
+    auto* h = v->mutable_histo();
+    const double lo = x.min().item<double>(), hi = x.max().item<double>();
+    h->set_min(lo);
+    h->set_max(hi);
+    h->set_num(static_cast<double>(x.numel()));
+    h->set_sum(x.sum().item<double>());
+    h->set_sum_squares(x.square().sum().item<double>());
+    if (!(hi > lo)) {
+      h->add_bucket_limit(hi);
+      h->add_bucket(static_cast<double>(x.numel()));
+    } else {
+      const int64_t bins = 30;
+      auto counts = torch::histc(x, bins, lo, hi).contiguous();
+      const double* c = counts.data_ptr<double>();
+      for (int64_t i = 0; i < bins; ++i) {
+        h->add_bucket_limit(i + 1 == bins ? hi : lo + (hi - lo) * (i + 1) / bins);
+        h->add_bucket(c[i]);
+      }
+    }
+    write(e);
+  }
+
+  void image(const std::string& tag, int64_t step, const torch::Tensor& hwc_uint8) {
+    tensorflow::Event e;
+    e.set_step(step);
+    auto* v = e.mutable_summary()->add_value();
+    v->set_tag(tag);
+    auto* img = v->mutable_image();
+    img->set_height(static_cast<int32_t>(hwc_uint8.size(0)));
+    img->set_width(static_cast<int32_t>(hwc_uint8.size(1)));
+    img->set_colorspace(static_cast<int32_t>(hwc_uint8.size(2)));
+    img->set_encoded_image_string(encode_png(hwc_uint8));
+    write(e);
+  }
+
+  void text(const std::string& tag, int64_t step, const std::string& text) {
+    tensorflow::Event e;
+    e.set_step(step);
+    auto* v = e.mutable_summary()->add_value();
+    v->set_tag(tag);
+    v->mutable_metadata()->mutable_plugin_data()->set_plugin_name("text");
+    auto* t = v->mutable_tensor();
+    t->set_dtype(tensorflow::DT_STRING);
+    t->mutable_tensor_shape();  // a scalar
+    t->add_string_val(text);
+    write(e);
+  }
+
+  void flush() { writer_->flush(); }
+
+ private:
+  void write(tensorflow::Event& e) {
+    e.set_wall_time(now_seconds());
+    writer_->write(e.SerializeAsString());
+  }
+  std::unique_ptr<TFRecordWriter> writer_;
+};
+
+/// update_freq as a step interval: 0 = per epoch only.
+int64_t parse_update_freq(const Json& j) {
+  if (j.is_string() && j.as_string() == "epoch") return 0;
+  if (j.is_string() && j.as_string() == "batch") return 1;
+  if (j.is_int() && j.as_int() >= 1) return j.as_int();
+  throw Error("update_freq must be \"epoch\", \"batch\" or a positive integer, got " +
+              describe_value(j));
+}
+
+bool profiling_requested(const Json& j) {
+  if (j.is_null()) return false;
+  if (j.is_bool()) return j.as_bool();
+  if (j.is_int()) return j.as_int() != 0;
+  if (j.is_string())
+    return !j.as_string().empty() && j.as_string() != "0" && j.as_string() != "0,0";
+  if (j.is_array()) {
+    for (const auto& x : j.as_array())
+      if (!x.is_int() || x.as_int() != 0) return true;
+    return false;
+  }
+  return true;
+}
+
+/// [C, H, W] float or uint8 -> [H, W, C] uint8 scaled to 0..255 per image.
+torch::Tensor to_hwc_uint8(const torch::Tensor& chw) {
+  auto x = chw.detach().to(torch::kCPU);
+  if (x.scalar_type() != torch::kByte) {
+    x = x.to(torch::kFloat);
+    auto lo = x.min(), hi = x.max();
+    x = ((x - lo) / (hi - lo).clamp_min(1e-12) * 255).round().clamp(0, 255).to(torch::kByte);
+  }
+  return x.permute({1, 2, 0}).contiguous();
+}
+
+class TensorBoard : public LoopCallback {
+ public:
+  explicit TensorBoard(const TensorBoardOptions& o)
+      : o_(o), update_every_(parse_update_freq(o.update_freq)) {
+    KTF_CHECK(!o.log_dir.empty(), "log_dir must not be empty");
+    KTF_CHECK(o.histogram_freq >= 0, "histogram_freq must be >= 0, got ", o.histogram_freq);
+    KTF_CHECK(o.max_images >= 1, "max_images must be >= 1, got ", o.max_images);
+  }
+
+  void on_train_begin(TrainContext& ctx) override {
+    dir_ = resolve_run_path(ctx.run_dir, o_.log_dir);
+    train_ = std::make_unique<EventWriter>(dir_ / "train");
+    validation_.reset();
+    last_batch_step_ = -1;
+    if (profiling_requested(o_.profile_batch))
+      ctx.log("TensorBoard: profile_batch is not supported by ktf; ignored");
+    if (o_.embeddings_freq != 0)
+      ctx.log("TensorBoard: embeddings_freq is not supported by ktf; ignored");
+    if (o_.write_graph && ctx.model) {
+      std::ostringstream structure;
+      structure << *ctx.model;
+      std::string text, line;
+      std::istringstream lines(structure.str());
+      while (std::getline(lines, line)) text += "    " + line + "\n";  // markdown code block
+      train_->text("model_structure", 0, text);
+    }
+    if (o_.write_images) write_images(ctx);
+    train_->flush();
+  }
+
+  void on_epoch_begin(TrainContext&, int64_t) override {
+    epoch_start_ = std::chrono::steady_clock::now();
+    batches_ = 0;
+  }
+
+  bool wants_batch_logs(const TrainContext& ctx, int64_t) override {
+    return update_every_ > 0 && ctx.global_step != last_batch_step_ &&
+           ctx.global_step % update_every_ == 0;
+  }
+
+  void on_batch_end(TrainContext& ctx, int64_t, const Logs& logs) override {
+    ++batches_;
+    if (!train_ || logs.empty() || !wants_batch_logs(ctx, 0)) return;
+    last_batch_step_ = ctx.global_step;
+    for (const auto& [k, v] : logs) train_->scalar("batch_" + k, ctx.global_step, v);
+  }
+
+  void on_epoch_end(TrainContext& ctx, int64_t epoch, const Logs& logs) override {
+    if (!train_) return;
+    for (const auto& [k, v] : logs) {
+      if (k.rfind("val_", 0) == 0) {
+        if (!validation_) validation_ = std::make_unique<EventWriter>(dir_ / "validation");
+        validation_->scalar("epoch_" + k.substr(4), epoch, v);
+      } else {
+        train_->scalar(k == "lr" ? "epoch_learning_rate" : "epoch_" + k, epoch, v);
+      }
+    }
+    if (o_.write_steps_per_second) {
+      double s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start_).count();
+      train_->scalar("epoch_steps_per_second", epoch, s > 0 ? batches_ / s : 0.0);
+    }
+    if (o_.histogram_freq > 0 && epoch % o_.histogram_freq == 0 && ctx.model) {
+      for (const auto& p : ctx.model->named_parameters()) {
+        std::string tag = p.key();
+        std::replace(tag.begin(), tag.end(), '.', '/');
+        train_->histogram(tag, epoch, p.value());
+      }
+    }
+    train_->flush();
+    if (validation_) validation_->flush();
+  }
+
+  void on_train_end(TrainContext&, const Logs&) override {
+    if (train_) train_->flush();
+    if (validation_) validation_->flush();
+  }
+
+ private:
+  void write_images(TrainContext& ctx) {
+    auto stream = ctx.valid_data ? ctx.valid_data : ctx.train_data;
+    if (!stream) return;
+    stream->start_epoch(0);
+    auto batch = stream->next();
+    if (!batch) return;
+    const auto& x = batch->input;
+    if (x.dim() != 4 || (x.size(1) != 1 && x.size(1) != 3 && x.size(1) != 4)) {
+      ctx.log(
+          "TensorBoard: write_images needs image inputs [N, C, H, W] with 1, 3 or 4 "
+          "channels; skipped");
+      return;
+    }
+    const int64_t n = std::min<int64_t>(o_.max_images, x.size(0));
+    for (int64_t i = 0; i < n; ++i)
+      train_->image("input_images/image/" + std::to_string(i), 0, to_hwc_uint8(x[i]));
+  }
+
+  TensorBoardOptions o_;
+  int64_t update_every_;
+  fs::path dir_;
+  std::unique_ptr<EventWriter> train_, validation_;
+  int64_t last_batch_step_ = -1;
+  int64_t batches_ = 0;
+  std::chrono::steady_clock::time_point epoch_start_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace
+
+void register_tensorboard(Registrar& r) {
+  r.add(define<Callback, TensorBoardOptions>("ktf.callbacks.TensorBoard",
+                                             "writes TensorBoard event files (scalars, "
+                                             "histograms, images, model structure)")
+            .alias("tf.keras.callbacks.TensorBoard")
+            .arg("log_dir", &TensorBoardOptions::log_dir,
+                 "event directory, relative to the run directory (absolute allowed)")
+            .arg("histogram_freq", &TensorBoardOptions::histogram_freq,
+                 "parameter histograms every N epochs; 0 = never")
+            .arg("update_freq", &TensorBoardOptions::update_freq,
+                 "\"epoch\", \"batch\" or N: also write batch-level scalars every N steps")
+            .arg("write_graph", &TensorBoardOptions::write_graph,
+                 "write the model's module structure as a text summary")
+            .arg("write_images", &TensorBoardOptions::write_images,
+                 "write input images of the first validation batch as image summaries")
+            .arg("max_images", &TensorBoardOptions::max_images, "images written by write_images")
+            .arg("write_steps_per_second", &TensorBoardOptions::write_steps_per_second,
+                 "write the training speed as \"epoch_steps_per_second\"")
+            .arg("profile_batch", &TensorBoardOptions::profile_batch,
+                 "accepted for Keras configs; profiling is not supported (a warning is logged)")
+            .arg("embeddings_freq", &TensorBoardOptions::embeddings_freq,
+                 "accepted for Keras configs; embeddings are not supported (a warning is logged)")
+            .example(Json::object({{"log_dir", "tensorboard"}, {"histogram_freq", 1}}))
+            .build([](const TensorBoardOptions& o, BuildContext&) {
+              return std::make_shared<TensorBoard>(o);
+            }));
+}
+
+}  // namespace ktf::train

@@ -1,0 +1,122 @@
+#include "ktf/evaluate.h"
+
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+
+#include "ktf/config.h"
+#include "ktf/environment.h"
+#include "ktf/train.h"
+
+namespace ktf {
+namespace fs = std::filesystem;
+
+EvaluateResult evaluate(const EvaluateOptions& options, Registry& registry) {
+  fs::path config_path = options.run_dir / "config.resolved.json";
+  if (!fs::exists(config_path))
+    throw Error("'" + options.run_dir.string() + "' is not a ktf run directory (no config.resolved.json)");
+  Json config = Json::parse_file(config_path.string());
+  for (const auto& o : options.overrides) apply_override(config, o);
+  Json cycles = resolve_config(config, registry);
+  int n = static_cast<int>(cycles.size());
+  int k = options.cycle == 0 ? n : options.cycle;
+  if (k < 1 || k > n)
+    throw Error("--cycle " + std::to_string(options.cycle) + ": the run has " + std::to_string(n) +
+                " cycle(s)");
+  fs::path weights = options.run_dir / "weights" / ("cycle-" + std::to_string(k) + ".pt");
+  if (!fs::exists(weights)) throw Error("no weights for cycle " + std::to_string(k) + ": '" + weights.string() + "' does not exist");
+  const Json& cycle = cycles.as_array()[k - 1];
+
+  RunOptions run;
+  run.device = options.device;
+  torch::Device device = Environment(run, registry).device();
+  configure_threads(options.threads);
+
+  BuildContext ctx(registry);
+  ctx.device = device;
+  ctx.run_dir = options.run_dir;
+  const std::string label = "cycle " + std::to_string(k);
+  auto build = [&](const char* key, Kind kind, const Json& component) {
+    auto [name, args] = split_component(component);
+    return ctx.build_any(kind, name, args, {label, key, name});
+  };
+  auto dataset = std::static_pointer_cast<Dataset>(build("datasets", Kind::Dataset, cycle.at("datasets")));
+  ctx.input_shape = dataset->input_shape();
+  ctx.num_classes = dataset->num_classes();
+  auto model = std::static_pointer_cast<Network>(build("model", Kind::Network, cycle.at("model")));
+  try {
+    auto module = std::static_pointer_cast<torch::nn::Module>(model);
+    torch::load(module, weights.string());
+  } catch (const c10::Error& e) {
+    throw Error("cannot load weights '" + weights.string() + "' into the model: " +
+                e.what_without_backtrace());
+  }
+  model->to(device);
+  model->eval();
+  auto loss = std::static_pointer_cast<Loss>(build("loss", Kind::Loss, cycle.at("loss")));
+  loss->to(device);
+  std::vector<std::shared_ptr<Metric>> metrics;
+  for (const auto& m : cycle.at("metrics").as_array())
+    metrics.push_back(std::static_pointer_cast<Metric>(build("metrics", Kind::Metric, m)));
+
+  auto stream = dataset->valid();
+  if (!stream) throw Error("the dataset has no validation split to evaluate", {label, "datasets"});
+
+  EvaluateResult result;
+  result.predictions = options.predictions.empty()
+                           ? options.run_dir / ("predictions-cycle-" + std::to_string(k) + ".csv")
+                           : options.predictions;
+  std::ofstream csv(result.predictions);
+  if (!csv) throw Error("cannot write '" + result.predictions.string() + "'", {}, kExitRuntime);
+  csv << std::setprecision(6);
+
+  for (auto& m : metrics) m->reset();
+  torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device));
+  bool header = false;
+  torch::InferenceMode guard;
+  stream->start_epoch(0);
+  while (auto batch = stream->next()) {
+    auto x = batch->input.to(device), y = batch->target.to(device);
+    auto out = model->forward(x);
+    int64_t bs = x.size(0);
+    loss_sum += loss->compute(out, y).to(torch::kDouble) * bs;
+    for (auto& m : metrics) m->update(out, y);
+    auto out_cpu = out.to(torch::kCPU).to(torch::kFloat).reshape({bs, -1});
+    auto y_cpu = y.to(torch::kCPU).reshape({bs, -1}).to(torch::kDouble);
+    bool classes = out.dim() == 2 && y.dim() == 1;
+    auto scores = classes ? torch::softmax(out_cpu, 1) : out_cpu;
+    if (!header) {
+      csv << "index,target";
+      if (classes) csv << ",predicted";
+      for (int64_t c = 0; c < scores.size(1); ++c) csv << (classes ? ",p" : ",out") << c;
+      csv << "\n";
+      header = true;
+    }
+    auto pred = classes ? scores.argmax(1) : torch::Tensor();
+    auto s = scores.accessor<float, 2>();
+    auto t = y_cpu.accessor<double, 2>();
+    for (int64_t i = 0; i < bs; ++i) {
+      csv << result.examples + i << ",";
+      for (int64_t j = 0; j < t.size(1); ++j) csv << (j ? " " : "") << t[i][j];
+      if (classes) csv << "," << pred[i].item<int64_t>();
+      for (int64_t c = 0; c < s.size(1); ++c) csv << "," << s[i][c];
+      csv << "\n";
+    }
+    result.examples += bs;
+  }
+  if (result.examples == 0) throw Error("the validation split is empty", {label, "datasets"});
+  result.logs.emplace_back("loss", loss_sum.item<double>() / static_cast<double>(result.examples));
+  for (auto& m : metrics) result.logs.emplace_back(m->name(), m->compute());
+
+  Json summary = Json::object({{"cycle", k}, {"weights", weights.string()}, {"examples", result.examples}});
+  for (const auto& [key, v] : result.logs) summary.set(key, v);
+  std::ofstream(options.run_dir / ("evaluation-cycle-" + std::to_string(k) + ".json")) << summary.dump(2) << "\n";
+  if (!options.quiet) {
+    std::cout << "evaluate: cycle " << k << ", " << result.examples << " examples";
+    for (const auto& [key, v] : result.logs) std::cout << " - " << key << ": " << std::fixed << std::setprecision(4) << v;
+    std::cout << "\nevaluate: predictions written to " << result.predictions.string() << std::endl;
+  }
+  return result;
+}
+
+}  // namespace ktf

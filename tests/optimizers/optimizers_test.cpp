@@ -1,0 +1,246 @@
+// The optimizers: exact first steps against hand computation, convergence on a least-squares
+// problem, Keras defaults, and argument errors.
+#include <gtest/gtest.h>
+#include <ktf/components.h>
+#include <ktf/error.h>
+
+#include <cmath>
+
+#include "plugins_fixture.h"
+
+namespace {
+
+using ktf::Json;
+
+std::shared_ptr<ktf::Optimizer> make(const std::string& name, Json args,
+                                     std::vector<torch::Tensor> params) {
+  ktf::BuildContext ctx(ktf::test::plugins());
+  ctx.parameters = std::move(params);
+  return ktf::test::build<ktf::Optimizer>(Json::object({{name, std::move(args)}}), &ctx);
+}
+
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const ktf::Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+#define EXPECT_CONTAINS(text, part) \
+  EXPECT_NE(std::string(text).find(part), std::string::npos) << "in: " << (text)
+
+/// One step on loss = 0.5 * |w|^2 (gradient w).
+void step_half_square(ktf::Optimizer& opt, const torch::Tensor& w) {
+  opt.zero_grad();
+  (0.5 * w.pow(2).sum()).backward();
+  opt.step();
+}
+
+void expect_values(const torch::Tensor& w, std::vector<double> expected, double tol = 1e-12) {
+  ASSERT_EQ(w.numel(), static_cast<int64_t>(expected.size()));
+  for (size_t i = 0; i < expected.size(); ++i)
+    EXPECT_NEAR(w[i].item<double>(), expected[i], tol) << "element " << i;
+}
+
+torch::Tensor param(std::vector<double> v) {
+  return torch::tensor(v, torch::kDouble).requires_grad_(true);
+}
+
+TEST(SGD, MomentumFirstTwoSteps) {
+  // g1 = w0: buf = g1, w1 = w0 - 0.1 g1 = 0.9 w0.
+  // g2 = w1: buf = 0.9 w0 + 0.9 w0 = 1.8 w0, w2 = 0.9 w0 - 0.18 w0 = 0.72 w0.
+  auto w = param({1.0, -2.0});
+  auto opt =
+      make("ktf.optimizers.SGD", Json::object({{"learning_rate", 0.1}, {"momentum", 0.9}}), {w});
+  step_half_square(*opt, w);
+  expect_values(w, {0.9, -1.8});
+  step_half_square(*opt, w);
+  expect_values(w, {0.72, -1.44});
+}
+
+TEST(SGD, NesterovFirstTwoSteps) {
+  // Keras form: v1 = -lr g1 = -0.1 w0; w1 = w0 + m v1 - lr g1 = 0.81 w0.
+  // v2 = m v1 - lr g2 = -0.171 w0; w2 = w1 + m v2 - lr g2 = 0.5751 w0.
+  auto w = param({1.0, -2.0});
+  auto opt =
+      make("tf.keras.optimizers.SGD",
+           Json::object({{"learning_rate", 0.1}, {"momentum", 0.9}, {"nesterov", true}}), {w});
+  step_half_square(*opt, w);
+  expect_values(w, {0.81, -1.62});
+  step_half_square(*opt, w);
+  expect_values(w, {0.5751, -1.1502});
+}
+
+TEST(SGD, WeightDecayIsAddedToTheGradient) {
+  auto w = param({2.0});
+  auto opt =
+      make("torch.optim.SGD", Json::object({{"learning_rate", 0.1}, {"weight_decay", 0.5}}), {w});
+  step_half_square(*opt, w);  // g = w + 0.5 w = 3 -> w = 2 - 0.3
+  expect_values(w, {1.7});
+}
+
+TEST(Adam, FirstStepIsLearningRateTimesSignOfGradient) {
+  auto w = param({0.5, 0.5, 0.5});
+  auto opt = make("tf.keras.optimizers.Adam", Json::object({{"learning_rate", 0.01}}), {w});
+  opt->zero_grad();
+  (w * torch::tensor({3.0, -0.5, 0.01}, torch::kDouble)).sum().backward();
+  opt->step();
+  // m_hat = g, v_hat = g^2: step = lr * g / (|g| + 1e-7).
+  auto step = [](double g) { return 0.01 * g / (std::abs(g) + 1e-7); };
+  expect_values(w, {0.5 - step(3.0), 0.5 - step(-0.5), 0.5 - step(0.01)}, 1e-12);
+  // ... which is lr * sign(g) up to epsilon / |g|.
+  expect_values(w, {0.49, 0.51, 0.49}, 1e-6);
+  auto& options = static_cast<torch::optim::AdamOptions&>(opt->param_groups()[0].options());
+  EXPECT_EQ(options.eps(), 1e-7);  // Keras default, not torch's 1e-8
+  EXPECT_EQ(std::get<0>(options.betas()), 0.9);
+  EXPECT_EQ(std::get<1>(options.betas()), 0.999);
+}
+
+TEST(Adam, WeightDecayIsL2WhileAdamWDecouplesIt) {
+  // Zero loss gradient. Adam's L2 makes the gradient 0.5 w: the first step is lr * sign(w).
+  auto a = param({2.0, -1.0});
+  auto adam = make("ktf.optimizers.Adam",
+                   Json::object({{"learning_rate", 0.1}, {"weight_decay", 0.5}}), {a});
+  adam->zero_grad();
+  (a * 0).sum().backward();
+  adam->step();
+  expect_values(a, {1.9, -0.9}, 1e-6);
+  // AdamW shrinks the weights by lr * weight_decay; the Adam part of a zero gradient is 0.
+  auto b = param({2.0, -1.0});
+  auto adamw =
+      make("torch.optim.AdamW", Json::object({{"learning_rate", 0.1}, {"weight_decay", 0.5}}), {b});
+  adamw->zero_grad();
+  (b * 0).sum().backward();
+  adamw->step();
+  expect_values(b, {2.0 * 0.95, -1.0 * 0.95});
+  auto& defaults = static_cast<torch::optim::AdamWOptions&>(
+      make("ktf.optimizers.AdamW", Json::object(), {param({1.0})})->param_groups()[0].options());
+  EXPECT_EQ(defaults.weight_decay(), 0.004);  // Keras default, not torch's 0.01
+}
+
+TEST(RMSprop, FirstStepPutsEpsilonOutsideTheRoot) {
+  auto w = param({2.0, -0.001});
+  auto opt = make("tf.keras.optimizers.RMSprop", Json::object({{"learning_rate", 0.01}}), {w});
+  step_half_square(*opt, w);
+  // ms = (1 - rho) g^2 = 0.1 g^2; w -= lr g / (sqrt(ms) + 1e-7).
+  auto expected = [](double g) { return g - 0.01 * g / (std::sqrt(0.1 * g * g) + 1e-7); };
+  expect_values(w, {expected(2.0), expected(-0.001)});
+}
+
+TEST(Adagrad, FirstStepWithKerasDefaults) {
+  auto w = param({2.0, -0.5});
+  auto opt = make("ktf.optimizers.Adagrad", Json::object({{"learning_rate", 0.1}}), {w});
+  step_half_square(*opt, w);
+  // accumulator = 0.1 + g^2; w -= lr g / (sqrt(accumulator) + 1e-7).
+  auto expected = [](double g) { return g - 0.1 * g / (std::sqrt(0.1 + g * g) + 1e-7); };
+  expect_values(w, {expected(2.0), expected(-0.5)});
+}
+
+/// Least squares: min_w mean((A w - b)^2) with b = A w*, from w = 0.
+struct LeastSquares {
+  torch::Tensor a, b, w_star;
+  LeastSquares() {
+    auto gen = torch::make_generator<torch::CPUGeneratorImpl>(7);
+    a = torch::randn({32, 4}, gen, torch::kDouble);
+    w_star = torch::tensor({1.0, -2.0, 0.5, 3.0}, torch::kDouble);
+    b = torch::mv(a, w_star);
+  }
+  torch::Tensor loss(const torch::Tensor& w) const { return (torch::mv(a, w) - b).pow(2).mean(); }
+};
+
+TEST(Optimizers, EachChangesParametersAndSolvesLeastSquares) {
+  struct Case {
+    const char* name;
+    Json args;
+    int steps;
+  };
+  std::vector<Case> cases{
+      {"ktf.optimizers.SGD", Json::object({{"learning_rate", 0.05}, {"momentum", 0.9}}), 300},
+      {"ktf.optimizers.SGD", Json::object({{"learning_rate", 0.1}}), 300},
+      {"ktf.optimizers.Adam", Json::object({{"learning_rate", 0.05}}), 600},
+      {"ktf.optimizers.AdamW", Json::object({{"learning_rate", 0.05}, {"weight_decay", 0.0}}), 600},
+      {"ktf.optimizers.RMSprop", Json::object({{"learning_rate", 0.01}, {"centered", true}}), 800},
+      {"ktf.optimizers.RMSprop", Json::object({{"learning_rate", 0.005}, {"momentum", 0.5}}), 800},
+      {"ktf.optimizers.Adagrad", Json::object({{"learning_rate", 0.5}}), 600},
+  };
+  LeastSquares problem;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.name) + " " + c.args.dump());
+    auto w = torch::zeros({4}, torch::kDouble).requires_grad_(true);
+    auto opt = make(c.name, c.args, {w});
+    double initial = problem.loss(w).item<double>();
+    for (int i = 0; i < c.steps; ++i) {
+      opt->zero_grad();
+      problem.loss(w).backward();
+      opt->step();
+      if (i == 0) {
+        EXPECT_FALSE(torch::equal(w, torch::zeros({4}, torch::kDouble)));
+      }
+    }
+    double final_loss = problem.loss(w).item<double>();
+    EXPECT_LT(final_loss, 1e-4 * initial) << "initial " << initial << " final " << final_loss;
+    EXPECT_TRUE(torch::allclose(w.detach(), problem.w_star, 1e-2, 1e-2)) << w;
+  }
+}
+
+TEST(Optimizers, NoTrainableParametersIsAnError) {
+  for (const char* name : {"ktf.optimizers.SGD", "ktf.optimizers.Adam", "ktf.optimizers.AdamW",
+                           "ktf.optimizers.RMSprop", "ktf.optimizers.Adagrad"}) {
+    EXPECT_CONTAINS(error_of([&] { make(name, Json::object(), {}); }), "no trainable parameters");
+  }
+}
+
+TEST(Optimizers, BadArgumentsNameTheArgumentAndValue) {
+  auto w = param({1.0});
+  EXPECT_CONTAINS(error_of([&] {
+                    make("ktf.optimizers.SGD", Json::object({{"learning_rate", -1.0}}), {w});
+                  }),
+                  "learning_rate must be >= 0, got -1");
+  EXPECT_CONTAINS(error_of([&] {
+                    make("ktf.optimizers.SGD", Json::object({{"nesterov", true}}), {w});
+                  }),
+                  "nesterov needs momentum > 0 and dampening 0, got momentum 0");
+  EXPECT_CONTAINS(error_of([&] {
+                    make("ktf.optimizers.Adam", Json::object({{"beta_1", 1.0}}), {w});
+                  }),
+                  "beta_1 must be in [0, 1), got 1");
+  EXPECT_CONTAINS(error_of([&] {
+                    make("ktf.optimizers.AdamW", Json::object({{"epsilon", -1e-8}}), {w});
+                  }),
+                  "epsilon must be >= 0");
+  EXPECT_CONTAINS(error_of([&] {
+                    make("ktf.optimizers.RMSprop", Json::object({{"rho", 1.5}}), {w});
+                  }),
+                  "rho must be in [0, 1), got 1.5");
+  EXPECT_CONTAINS(
+      error_of([&] {
+        make("ktf.optimizers.Adagrad", Json::object({{"initial_accumulator_value", -1.0}}), {w});
+      }),
+      "initial_accumulator_value must be >= 0, got -1");
+  // One name per argument: torch's "lr" is not an alias of learning_rate.
+  EXPECT_CONTAINS(error_of([&] {
+                    make("torch.optim.Adam", Json::object({{"lr", 0.1}}), {w});
+                  }),
+                  "lr");
+}
+
+TEST(Optimizers, AliasesBuildLibtorchOptimizers) {
+  auto w = param({1.0});
+  EXPECT_TRUE(
+      std::dynamic_pointer_cast<torch::optim::SGD>(make("torch.optim.SGD", Json::object(), {w})));
+  EXPECT_TRUE(std::dynamic_pointer_cast<torch::optim::Adam>(
+      make("tf.keras.optimizers.Adam", Json::object(), {w})));
+  EXPECT_TRUE(std::dynamic_pointer_cast<torch::optim::AdamW>(
+      make("tf.keras.optimizers.AdamW", Json::object(), {w})));
+  EXPECT_TRUE(std::dynamic_pointer_cast<torch::optim::RMSprop>(
+      make("torch.optim.RMSprop", Json::object(), {w})));
+  EXPECT_TRUE(std::dynamic_pointer_cast<torch::optim::Adagrad>(
+      make("tf.keras.optimizers.Adagrad", Json::object(), {w})));
+  EXPECT_EQ(make("ktf.optimizers.SGD", Json::object(), {w})->param_groups()[0].options().get_lr(),
+            0.01);
+}
+
+}  // namespace
