@@ -174,7 +174,7 @@ TEST(HostInterrupt, SigintWritesCheckpointAndExits130) {
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     setpgid(0, 0);
-    execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+    execl("/bin/sh", "sh", "-c", ("exec env " + cmd).c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   // Wait until training has started, then interrupt.
