@@ -9,12 +9,12 @@
 #include <sstream>
 
 #include "ktf/config.h"
-#include "ktf/environment.h"
 #include "ktf/convert.h"
+#include "ktf/environment.h"
 #include "ktf/evaluate.h"
-#include "ktf/viewer.h"
 #include "ktf/plugin.h"
 #include "ktf/plugin_loader.h"
+#include "ktf/viewer.h"
 
 namespace po = boost::program_options;
 
@@ -30,7 +30,8 @@ void print_list(const ktf::Registry& registry, const std::string& kind_arg) {
     kind = ktf::kind_from_name(kind_arg);
     if (!kind) {
       std::string kinds;
-      for (ktf::Kind k : ktf::kAllKinds) kinds += (kinds.empty() ? "" : ", ") + std::string(ktf::kind_name(k));
+      for (ktf::Kind k : ktf::kAllKinds)
+        kinds += (kinds.empty() ? "" : ", ") + std::string(ktf::kind_name(k));
       throw ktf::Error("--list '" + kind_arg + "': unknown kind (kinds: " + kinds + ")");
     }
   }
@@ -84,7 +85,8 @@ void print_describe(const ktf::Registry& registry, const ktf::PluginLoader& load
       size_t wn = 4, wt = 4, wd = 7;
       for (const auto& p : s.params) {
         wn = std::max(wn, p.name.size());
-        wt = std::max(wt, ktf::param_type_name(p.type, p.component_kind).size() + (p.nullable ? 1 : 0));
+        wt = std::max(wt,
+                      ktf::param_type_name(p.type, p.component_kind).size() + (p.nullable ? 1 : 0));
         wd = std::max(wd, std::min<size_t>(24, p.required ? 8 : p.default_value.dump().size()));
       }
       std::cout << "  parameters:\n    " << std::left << std::setw(wn + 2) << "name"
@@ -134,33 +136,37 @@ int run(int argc, char** argv) {
   std::string config_path, device, output_dir, list_kind, describe_name;
   int threads = 0;
   uint64_t seed = 0;
-  opts.add_options()
-      ("help,h", "show this help")
-      ("plugins,p", po::value(&plugin_sources)->multitoken()->composing(),
-       "plugin directories or .so files (repeatable); also KTF_PLUGIN_PATH and the installed plugin directory")
-      ("config,c", po::value(&config_path), "config file (JSON with comments)")
-      ("set", po::value(&overrides)->composing(), "override PTR=JSON, PTR a JSON Pointer into the config (repeatable)")
-      ("device", po::value(&device)->default_value("auto"), "auto | cpu | cuda | cuda:N")
-      ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = all cores)")
-      ("seed", po::value(&seed), "random seed (default 0)")
-      ("output-dir,o", po::value(&output_dir), "run directory (default runs/<config>-<time>)")
-      ("dry-run", "build every cycle, run one batch forward and backward, print shapes, exit")
-      ("quiet,q", "print only errors")
-      ("list", po::value(&list_kind)->implicit_value(""), "list registered components [of KIND]")
-      ("describe", po::value(&describe_name), "describe a component's parameters")
-      ("schema", "print the JSON Schema of configs for the loaded components")
-      ("version", "print versions")
-      ("evaluate", po::value<std::string>(), "evaluate RUN_DIR: load its weights, report the metrics on "
-       "the validation split, write per-example predictions (CSV)")
-      ("cycle", po::value<int>()->default_value(0), "with --evaluate: the cycle whose weights to load (default: last)")
-      ("predictions", po::value<std::string>(), "with --evaluate: CSV path (default RUN_DIR/predictions-cycle-<k>.csv)")
-      ("convert", po::value<std::string>(), "converter: write the dataset of the config's first cycle as "
-       "TFRecord shards of tf.train.Example into DIR (unshuffled, unaugmented, raw uint8 pixels)")
-      ("shards", po::value<int64_t>()->default_value(4), "with --convert: shards per split")
-      ("gzip", "with --convert: GZIP-compress the shards")
-      ("view", po::value<std::string>(), "viewer: write a PNG contact sheet of the first cycle's training "
-       "examples with their labels, raw and after augmentation")
-      ("view-count", po::value<int64_t>()->default_value(32), "with --view: number of examples");
+  opts.add_options()("help,h", "show this help")(
+      "plugins,p", po::value(&plugin_sources)->multitoken()->composing(),
+      "plugin directories or .so files (repeatable); also KTF_PLUGIN_PATH and the installed plugin "
+      "directory")("config,c", po::value(&config_path), "config file (JSON with comments)")(
+      "set", po::value(&overrides)->composing(),
+      "override PTR=JSON, PTR a JSON Pointer into the config (repeatable)")(
+      "device", po::value(&device)->default_value("auto"), "auto | cpu | cuda | cuda:N")(
+      "threads", po::value(&threads)->default_value(0), "intra-op threads (0 = all cores)")(
+      "seed", po::value(&seed), "random seed (default 0)")(
+      "output-dir,o", po::value(&output_dir), "run directory (default runs/<config>-<time>)")(
+      "dry-run", "build every cycle, run one batch forward and backward, print shapes, exit")(
+      "quiet,q", "print only errors")("list", po::value(&list_kind)->implicit_value(""),
+                                      "list registered components [of KIND]")(
+      "describe", po::value(&describe_name), "describe a component's parameters")(
+      "schema", "print the JSON Schema of configs for the loaded components")(
+      "version", "print versions")("evaluate", po::value<std::string>(),
+                                   "evaluate RUN_DIR: load its weights, report the metrics on "
+                                   "the validation split, write per-example predictions (CSV)")(
+      "cycle", po::value<int>()->default_value(0),
+      "with --evaluate: the cycle whose weights to load (default: last)")(
+      "predictions", po::value<std::string>(),
+      "with --evaluate: CSV path (default RUN_DIR/predictions-cycle-<k>.csv)")(
+      "convert", po::value<std::string>(),
+      "converter: write the dataset of the config's first cycle as "
+      "TFRecord shards of tf.train.Example into DIR (unshuffled, unaugmented, raw uint8 pixels)")(
+      "shards", po::value<int64_t>()->default_value(4), "with --convert: shards per split")(
+      "gzip", "with --convert: GZIP-compress the shards")(
+      "view", po::value<std::string>(),
+      "viewer: write a PNG contact sheet of the first cycle's training "
+      "examples with their labels, raw and after augmentation")(
+      "view-count", po::value<int64_t>()->default_value(32), "with --view: number of examples");
 
   po::variables_map vm;
   try {
@@ -171,7 +177,8 @@ int run(int argc, char** argv) {
     return ktf::kExitConfig;
   }
   if (vm.count("help")) {
-    std::cout << kUsage << "\n" << opts << "\nExit codes: 0 done, 1 failed while running, 2 bad "
+    std::cout << kUsage << "\n"
+              << opts << "\nExit codes: 0 done, 1 failed while running, 2 bad "
               << "command line or config, 3 plugin could not be loaded, 130 interrupted.\n";
     return 0;
   }
@@ -189,9 +196,9 @@ int run(int argc, char** argv) {
   std::string installed = ktf::installed_plugin_dir();
   std::error_code ec;
   if (!installed.empty() && std::filesystem::is_directory(installed, ec)) {
-    bool given = std::any_of(plugin_sources.begin(), plugin_sources.end(), [&](const std::string& s) {
-      return std::filesystem::equivalent(s, installed, ec);
-    });
+    bool given = std::any_of(
+        plugin_sources.begin(), plugin_sources.end(),
+        [&](const std::string& s) { return std::filesystem::equivalent(s, installed, ec); });
     if (!given) loader.load_all({installed}, true);
   }
 
@@ -209,12 +216,16 @@ int run(int argc, char** argv) {
   }
 
   if (vm.count("convert")) {
-    auto dataset = build_first_dataset(
-        config_path, overrides, registry,
-        ktf::Json::object({{"shuffle", false}, {"transforms", ktf::Json::array()}, {"scale", false},
-                           {"dtype", "uint8"}, {"mean", ktf::Json::array()}, {"std", ktf::Json::array()}}));
+    auto dataset = build_first_dataset(config_path, overrides, registry,
+                                       ktf::Json::object({{"shuffle", false},
+                                                          {"transforms", ktf::Json::array()},
+                                                          {"scale", false},
+                                                          {"dtype", "uint8"},
+                                                          {"mean", ktf::Json::array()},
+                                                          {"std", ktf::Json::array()}}));
     ktf::convert_to_tfrecord(*dataset, vm["convert"].as<std::string>(), vm["shards"].as<int64_t>(),
-                             vm.count("gzip") > 0, [](const std::string& line) { std::cout << line << std::endl; });
+                             vm.count("gzip") > 0,
+                             [](const std::string& line) { std::cout << line << std::endl; });
     return 0;
   }
   if (vm.count("view")) {

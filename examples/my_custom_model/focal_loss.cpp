@@ -18,7 +18,8 @@ class FocalLoss : public ktf::Loss {
     KTF_CHECK(o.gamma >= 0, "gamma must be >= 0, got ", o.gamma);
   }
   torch::Tensor compute(const torch::Tensor& output, const torch::Tensor& target) override {
-    auto log_p = torch::log_softmax(output, 1).gather(1, target.to(torch::kLong).unsqueeze(1)).squeeze(1);
+    auto log_p =
+        torch::log_softmax(output, 1).gather(1, target.to(torch::kLong).unsqueeze(1)).squeeze(1);
     auto p = log_p.exp();
     return (-(1 - p).pow(gamma_) * log_p).mean();
   }

@@ -23,7 +23,8 @@ class MyCustomModelImpl : public ktf::Network {
     KTF_CHECK(input_shape.size() == 3, "MyCustomModel needs image input [C, H, W], got ",
               input_shape.size(), " dimensions");
     const int64_t c = input_shape[0], h = input_shape[1] / 4, w = input_shape[2] / 4;
-    conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(c, o.width, 3).padding(1)));
+    conv1 = register_module("conv1",
+                            torch::nn::Conv2d(torch::nn::Conv2dOptions(c, o.width, 3).padding(1)));
     conv2 = register_module(
         "conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(o.width, 2 * o.width, 3).padding(1)));
     dropout = register_module("dropout", torch::nn::Dropout(o.dropout));

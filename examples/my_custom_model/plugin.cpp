@@ -10,5 +10,4 @@ void register_all(ktf::Registrar& r) {
 }
 }  // namespace
 
-KTF_PLUGIN("my_custom_model", "1.0.0", "MyCustomModel (a small CNN) and a focal loss",
-           register_all)
+KTF_PLUGIN("my_custom_model", "1.0.0", "MyCustomModel (a small CNN) and a focal loss", register_all)

@@ -70,15 +70,19 @@ Json resolve_value(const Param& p, const Json& v, const Registry& registry, cons
                     path);
       }
       return v;
-    case ParamType::IntList: return check_list(p, v, registry, path, ParamType::Int, "integers");
-    case ParamType::FloatList: return check_list(p, v, registry, path, ParamType::Float, "numbers");
+    case ParamType::IntList:
+      return check_list(p, v, registry, path, ParamType::Int, "integers");
+    case ParamType::FloatList:
+      return check_list(p, v, registry, path, ParamType::Float, "numbers");
     case ParamType::StringList:
       return check_list(p, v, registry, path, ParamType::String, "strings");
-    case ParamType::Component: return resolve_component(v, p.component_kind, registry, path);
+    case ParamType::Component:
+      return resolve_component(v, p.component_kind, registry, path);
     case ParamType::ComponentList:
       return check_list(p, v, registry, path, ParamType::Component,
                         (std::string(kind_name(p.component_kind)) + " components").c_str());
-    case ParamType::Any: return v;
+    case ParamType::Any:
+      return v;
   }
   return v;
 }
@@ -260,7 +264,8 @@ Json resolve_config(const Json& config, const Registry& registry) {
       throw Error("a train cycle must be an object, got " + describe_value(cycle), cpath);
     Json merged = previous;
     for (const auto& [key, value] : cycle.as_object()) {
-      auto it = std::find_if(keys.begin(), keys.end(), [&](const KeyInfo& k) { return k.name == key; });
+      auto it =
+          std::find_if(keys.begin(), keys.end(), [&](const KeyInfo& k) { return k.name == key; });
       if (it == keys.end())
         throw Error("unknown cycle key" + suggestion(key, key_names), extend(cpath, key));
       Path kpath = extend(cpath, key);
@@ -295,8 +300,9 @@ Json resolve_config(const Json& config, const Registry& registry) {
     for (const char* required : {"datasets", "model", "loss"}) {
       const Json* v = merged.find(required);
       if (!v || v->is_null()) {
-        const auto& info = *std::find_if(builtin_cycle_keys().begin(), builtin_cycle_keys().end(),
-                                         [&](const CycleKeyInfo& k) { return k.name == std::string(required); });
+        const auto& info =
+            *std::find_if(builtin_cycle_keys().begin(), builtin_cycle_keys().end(),
+                          [&](const CycleKeyInfo& k) { return k.name == std::string(required); });
         throw Error(std::string("missing '") + required + "': " + info.doc +
                         (i ? " (no earlier cycle gives it either)" : ""),
                     cpath);
@@ -325,9 +331,15 @@ Json param_schema(const Param& p) {
   };
   Json s;
   switch (p.type) {
-    case ParamType::Bool: s = typed("boolean"); break;
-    case ParamType::Int: s = typed("integer"); break;
-    case ParamType::Float: s = typed("number"); break;
+    case ParamType::Bool:
+      s = typed("boolean");
+      break;
+    case ParamType::Int:
+      s = typed("integer");
+      break;
+    case ParamType::Float:
+      s = typed("number");
+      break;
     case ParamType::String:
       s = typed("string");
       if (!p.choices.empty()) {
@@ -348,17 +360,21 @@ Json param_schema(const Param& p) {
       break;
     }
     case ParamType::Component: {
-      Json ref = Json::object({{"$ref", std::string("#/definitions/") + kind_name(p.component_kind)}});
-      s = p.nullable ? Json::object({{"oneOf", Json::array({ref, Json::object({{"type", "null"}})})}})
-                     : ref;
+      Json ref =
+          Json::object({{"$ref", std::string("#/definitions/") + kind_name(p.component_kind)}});
+      s = p.nullable
+              ? Json::object({{"oneOf", Json::array({ref, Json::object({{"type", "null"}})})}})
+              : ref;
       break;
     }
     case ParamType::ComponentList:
       s = typed("array");
-      s.set("items", Json::object({{"$ref", std::string("#/definitions/") +
-                                                kind_name(p.component_kind)}}));
+      s.set("items",
+            Json::object({{"$ref", std::string("#/definitions/") + kind_name(p.component_kind)}}));
       break;
-    case ParamType::Any: s = Json::object(); break;
+    case ParamType::Any:
+      s = Json::object();
+      break;
   }
   s.set("description", p.doc);
   if (!p.required && !p.default_value.is_null()) s.set("default", p.default_value);
@@ -399,8 +415,11 @@ Json json_schema(const Registry& registry) {
   Json cycle_props = Json::object();
   auto key_schema = [](Kind kind, bool is_list, const std::string& doc) {
     Json ref = Json::object({{"$ref", std::string("#/definitions/") + kind_name(kind)}});
-    Json s = is_list ? Json::object({{"oneOf", Json::array({Json::object({{"type", "array"}, {"items", ref}}), ref, Json::object({{"type", "null"}})})}})
-                     : Json::object({{"oneOf", Json::array({ref, Json::object({{"type", "null"}})})}});
+    Json s = is_list
+                 ? Json::object(
+                       {{"oneOf", Json::array({Json::object({{"type", "array"}, {"items", ref}}),
+                                               ref, Json::object({{"type", "null"}})})}})
+                 : Json::object({{"oneOf", Json::array({ref, Json::object({{"type", "null"}})})}});
     s.set("description", doc);
     return s;
   };
@@ -417,7 +436,9 @@ Json json_schema(const Registry& registry) {
       {{"$schema", "http://json-schema.org/draft-04/schema#"},
        {"title", "ktf config"},
        {"description", "A list of train cycles, or one cycle."},
-       {"oneOf", Json::array({cycle_ref, Json::object({{"type", "array"}, {"minItems", 1}, {"items", cycle_ref}})})},
+       {"oneOf",
+        Json::array(
+            {cycle_ref, Json::object({{"type", "array"}, {"minItems", 1}, {"items", cycle_ref}})})},
        {"definitions", definitions}});
 }
 

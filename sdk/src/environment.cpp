@@ -105,7 +105,8 @@ torch::Device Environment::device() const {
   }
   if (device.is_cuda()) {
     if (!torch::cuda::is_available())
-      throw Error("--device '" + d + "': CUDA is not available (this libtorch is CPU-only or no GPU is visible)");
+      throw Error("--device '" + d +
+                  "': CUDA is not available (this libtorch is CPU-only or no GPU is visible)");
     if (device.has_index() && device.index() >= static_cast<int>(torch::cuda::device_count()))
       throw Error("--device '" + d + "': only " + std::to_string(torch::cuda::device_count()) +
                   " CUDA device(s) visible");
@@ -125,8 +126,8 @@ RunResult Environment::run(Json config) {
   torch::manual_seed(seed);
 
   RunResult result;
-  result.run_dir = options_.output_dir.empty() ? default_run_dir(options_.config_name)
-                                               : options_.output_dir;
+  result.run_dir =
+      options_.output_dir.empty() ? default_run_dir(options_.config_name) : options_.output_dir;
   std::error_code ec;
   fs::create_directories(result.run_dir / "weights", ec);
   if (ec)
@@ -185,9 +186,8 @@ RunResult Environment::run(Json config) {
       tc.builder = &ctx;
       tc.record_sink = [metrics_file, i](const std::string& phase, int64_t epoch,
                                          const Logs& logs) {
-        Json line = Json::object({{"cycle", static_cast<int64_t>(i + 1)},
-                                  {"epoch", epoch + 1},
-                                  {"phase", phase}});
+        Json line = Json::object(
+            {{"cycle", static_cast<int64_t>(i + 1)}, {"epoch", epoch + 1}, {"phase", phase}});
         for (const auto& [k, v] : logs) line.set(k, v);
         *metrics_file << line.dump() << std::endl;
       };
@@ -195,7 +195,8 @@ RunResult Environment::run(Json config) {
 
       if (!dataset || cycle.at("datasets") != dataset_cfg) {
         auto start = std::chrono::steady_clock::now();
-        dataset = std::static_pointer_cast<Dataset>(build("datasets", Kind::Dataset, cycle.at("datasets")));
+        dataset = std::static_pointer_cast<Dataset>(
+            build("datasets", Kind::Dataset, cycle.at("datasets")));
         dataset_cfg = cycle.at("datasets");
         std::ostringstream took;
         took << std::fixed << std::setprecision(3)
@@ -206,7 +207,8 @@ RunResult Environment::run(Json config) {
       ctx.num_classes = dataset->num_classes();
 
       if (!model || cycle.at("model") != model_cfg) {
-        auto fresh = std::static_pointer_cast<Network>(build("model", Kind::Network, cycle.at("model")));
+        auto fresh =
+            std::static_pointer_cast<Network>(build("model", Kind::Network, cycle.at("model")));
         if (model) {
           auto [copied, total] = carry_weights(*model, *fresh);
           tc.log(label + ": model config changed; carried over " + std::to_string(copied) + " of " +
@@ -252,8 +254,8 @@ RunResult Environment::run(Json config) {
 
       for (auto& p : model->parameters())
         if (p.requires_grad()) ctx.parameters.push_back(p);
-      tc.optimizer =
-          std::static_pointer_cast<Optimizer>(build("optimizer", Kind::Optimizer, cycle.at("optimizer")));
+      tc.optimizer = std::static_pointer_cast<Optimizer>(
+          build("optimizer", Kind::Optimizer, cycle.at("optimizer")));
       ctx.optimizer = tc.optimizer;
       ctx.steps_per_epoch = tc.train_data->num_batches();
       if (!cycle.at("lr_schedule").is_null())

@@ -14,7 +14,8 @@ namespace fs = std::filesystem;
 EvaluateResult evaluate(const EvaluateOptions& options, Registry& registry) {
   fs::path config_path = options.run_dir / "config.resolved.json";
   if (!fs::exists(config_path))
-    throw Error("'" + options.run_dir.string() + "' is not a ktf run directory (no config.resolved.json)");
+    throw Error("'" + options.run_dir.string() +
+                "' is not a ktf run directory (no config.resolved.json)");
   Json config = Json::parse_file(config_path.string());
   for (const auto& o : options.overrides) apply_override(config, o);
   Json cycles = resolve_config(config, registry);
@@ -24,7 +25,9 @@ EvaluateResult evaluate(const EvaluateOptions& options, Registry& registry) {
     throw Error("--cycle " + std::to_string(options.cycle) + ": the run has " + std::to_string(n) +
                 " cycle(s)");
   fs::path weights = options.run_dir / "weights" / ("cycle-" + std::to_string(k) + ".pt");
-  if (!fs::exists(weights)) throw Error("no weights for cycle " + std::to_string(k) + ": '" + weights.string() + "' does not exist");
+  if (!fs::exists(weights))
+    throw Error("no weights for cycle " + std::to_string(k) + ": '" + weights.string() +
+                "' does not exist");
   const Json& cycle = cycles.as_array()[k - 1];
 
   RunOptions run;
@@ -40,7 +43,8 @@ EvaluateResult evaluate(const EvaluateOptions& options, Registry& registry) {
     auto [name, args] = split_component(component);
     return ctx.build_any(kind, name, args, {label, key, name});
   };
-  auto dataset = std::static_pointer_cast<Dataset>(build("datasets", Kind::Dataset, cycle.at("datasets")));
+  auto dataset =
+      std::static_pointer_cast<Dataset>(build("datasets", Kind::Dataset, cycle.at("datasets")));
   ctx.input_shape = dataset->input_shape();
   ctx.num_classes = dataset->num_classes();
   auto model = std::static_pointer_cast<Network>(build("model", Kind::Network, cycle.at("model")));
@@ -48,8 +52,8 @@ EvaluateResult evaluate(const EvaluateOptions& options, Registry& registry) {
     auto module = std::static_pointer_cast<torch::nn::Module>(model);
     torch::load(module, weights.string());
   } catch (const c10::Error& e) {
-    throw Error("cannot load weights '" + weights.string() + "' into the model: " +
-                e.what_without_backtrace());
+    throw Error("cannot load weights '" + weights.string() +
+                "' into the model: " + e.what_without_backtrace());
   }
   model->to(device);
   model->eval();
@@ -71,7 +75,8 @@ EvaluateResult evaluate(const EvaluateOptions& options, Registry& registry) {
   csv << std::setprecision(6);
 
   for (auto& m : metrics) m->reset();
-  torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device));
+  torch::Tensor loss_sum =
+      torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device));
   bool header = false;
   torch::InferenceMode guard;
   stream->start_epoch(0);
@@ -108,12 +113,15 @@ EvaluateResult evaluate(const EvaluateOptions& options, Registry& registry) {
   result.logs.emplace_back("loss", loss_sum.item<double>() / static_cast<double>(result.examples));
   for (auto& m : metrics) result.logs.emplace_back(m->name(), m->compute());
 
-  Json summary = Json::object({{"cycle", k}, {"weights", weights.string()}, {"examples", result.examples}});
+  Json summary =
+      Json::object({{"cycle", k}, {"weights", weights.string()}, {"examples", result.examples}});
   for (const auto& [key, v] : result.logs) summary.set(key, v);
-  std::ofstream(options.run_dir / ("evaluation-cycle-" + std::to_string(k) + ".json")) << summary.dump(2) << "\n";
+  std::ofstream(options.run_dir / ("evaluation-cycle-" + std::to_string(k) + ".json"))
+      << summary.dump(2) << "\n";
   if (!options.quiet) {
     std::cout << "evaluate: cycle " << k << ", " << result.examples << " examples";
-    for (const auto& [key, v] : result.logs) std::cout << " - " << key << ": " << std::fixed << std::setprecision(4) << v;
+    for (const auto& [key, v] : result.logs)
+      std::cout << " - " << key << ": " << std::fixed << std::setprecision(4) << v;
     std::cout << "\nevaluate: predictions written to " << result.predictions.string() << std::endl;
   }
   return result;

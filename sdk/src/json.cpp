@@ -116,11 +116,21 @@ void dump_string(std::ostringstream& out, const std::string& s) {
   out << '"';
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out << "\\\""; break;
-      case '\\': out << "\\\\"; break;
-      case '\n': out << "\\n"; break;
-      case '\r': out << "\\r"; break;
-      case '\t': out << "\\t"; break;
+      case '"':
+        out << "\\\"";
+        break;
+      case '\\':
+        out << "\\\\";
+        break;
+      case '\n':
+        out << "\\n";
+        break;
+      case '\r':
+        out << "\\r";
+        break;
+      case '\t':
+        out << "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -139,9 +149,15 @@ void dump_value(std::ostringstream& out, const Json& v, int indent, int depth) {
     if (indent >= 0) out << '\n' << std::string(static_cast<size_t>(indent * d), ' ');
   };
   switch (v.type()) {
-    case Json::Type::Null: out << "null"; break;
-    case Json::Type::Bool: out << (v.as_bool() ? "true" : "false"); break;
-    case Json::Type::Int: out << v.as_int(); break;
+    case Json::Type::Null:
+      out << "null";
+      break;
+    case Json::Type::Bool:
+      out << (v.as_bool() ? "true" : "false");
+      break;
+    case Json::Type::Int:
+      out << v.as_int();
+      break;
     case Json::Type::Float: {
       double d = v.as_number();
       if (!std::isfinite(d)) {
@@ -164,7 +180,9 @@ void dump_value(std::ostringstream& out, const Json& v, int indent, int depth) {
       out << s;
       break;
     }
-    case Json::Type::String: dump_string(out, v.as_string()); break;
+    case Json::Type::String:
+      dump_string(out, v.as_string());
+      break;
     case Json::Type::Array: {
       const auto& a = v.as_array();
       out << '[';
@@ -222,9 +240,8 @@ Json Json::parse(std::string_view text, const std::string& source) {
     std::string quoted(text.substr(line_start, line_end - line_start));
     size_t column = offset - line_start + 1;
     std::ostringstream msg;
-    msg << source << ":" << line << ":" << column << ": "
-        << rapidjson::GetParseError_En(ok.Code()) << "\n  " << quoted << "\n  "
-        << std::string(column - 1, ' ') << "^";
+    msg << source << ":" << line << ":" << column << ": " << rapidjson::GetParseError_En(ok.Code())
+        << "\n  " << quoted << "\n  " << std::string(column - 1, ' ') << "^";
     throw Error(msg.str());
   }
   return std::move(builder.result);
@@ -328,20 +345,26 @@ std::string Json::dump(int indent) const {
 }
 
 bool operator==(const Json& a, const Json& b) {
-  if (a.is_number() && b.is_number() && a.type() != b.type())
-    return a.as_number() == b.as_number();
+  if (a.is_number() && b.is_number() && a.type() != b.type()) return a.as_number() == b.as_number();
   return a.v_ == b.v_;
 }
 
 const char* type_name(Json::Type type) {
   switch (type) {
-    case Json::Type::Null: return "null";
-    case Json::Type::Bool: return "boolean";
-    case Json::Type::Int: return "integer";
-    case Json::Type::Float: return "number";
-    case Json::Type::String: return "string";
-    case Json::Type::Array: return "array";
-    case Json::Type::Object: return "object";
+    case Json::Type::Null:
+      return "null";
+    case Json::Type::Bool:
+      return "boolean";
+    case Json::Type::Int:
+      return "integer";
+    case Json::Type::Float:
+      return "number";
+    case Json::Type::String:
+      return "string";
+    case Json::Type::Array:
+      return "array";
+    case Json::Type::Object:
+      return "object";
   }
   return "?";
 }

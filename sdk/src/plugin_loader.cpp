@@ -1,8 +1,8 @@
 #include "ktf/plugin_loader.h"
 
 #define BOOST_DLL_USE_STD_FS
-#include <boost/dll/shared_library.hpp>
 #include <dlfcn.h>
+#include <boost/dll/shared_library.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -54,16 +54,11 @@ PluginError::PluginError(std::string path, std::string stage, std::string reason
       reason_(std::move(reason)) {}
 
 const PluginDescriptor& host_descriptor() {
-  static const PluginDescriptor d{KTF_ABI_VERSION,
-                                  static_cast<uint32_t>(sizeof(PluginDescriptor)),
-                                  KTF_SDK_VERSION,
-                                  KTF_TORCH_VERSION_STRING,
-                                  KTF_BUILD_TAG,
-                                  KTF_CXX11_ABI,
-                                  KTF_WITH_CUDA,
-                                  "ktf-host",
-                                  KTF_SDK_VERSION,
-                                  "ktf host",
+  static const PluginDescriptor d{KTF_ABI_VERSION, static_cast<uint32_t>(sizeof(PluginDescriptor)),
+                                  KTF_SDK_VERSION, KTF_TORCH_VERSION_STRING,
+                                  KTF_BUILD_TAG,   KTF_CXX11_ABI,
+                                  KTF_WITH_CUDA,   "ktf-host",
+                                  KTF_SDK_VERSION, "ktf host",
                                   nullptr};
   return d;
 }
@@ -184,8 +179,9 @@ void PluginLoader::load_all(const std::vector<std::string>& sources, bool skip_l
             continue;
           }
         }
-        if (!lec) loaded_libraries().push_back(
-            std::make_unique<boost::dll::shared_library>(std::move(probe)));
+        if (!lec)
+          loaded_libraries().push_back(
+              std::make_unique<boost::dll::shared_library>(std::move(probe)));
       }
       load(f);
     }

@@ -150,11 +150,12 @@ void Registry::commit(const Registrar& staged, const std::string& plugin, const 
       auto it = by_name_.find({def.spec.kind, n});
       if (it != by_name_.end()) {
         const Spec& other = it->second->spec;
-        std::string by = other.plugin.empty() ? "the host program" : "plugin '" + other.plugin + "'";
+        std::string by =
+            other.plugin.empty() ? "the host program" : "plugin '" + other.plugin + "'";
         if (!other.plugin_path.empty()) by += " (" + other.plugin_path + ")";
-        throw DuplicateError(std::string(kind_name(def.spec.kind)) + " '" + n +
-                                 "' is already registered by " + by,
-                             {}, kExitPlugin);
+        throw DuplicateError(
+            std::string(kind_name(def.spec.kind)) + " '" + n + "' is already registered by " + by,
+            {}, kExitPlugin);
       }
     }
   }

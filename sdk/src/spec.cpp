@@ -6,16 +6,26 @@ namespace ktf {
 
 const char* kind_name(Kind kind) {
   switch (kind) {
-    case Kind::Dataset: return "dataset";
-    case Kind::Network: return "network";
-    case Kind::Loss: return "loss";
-    case Kind::Optimizer: return "optimizer";
-    case Kind::LrSchedule: return "lr_schedule";
-    case Kind::Metric: return "metric";
-    case Kind::Callback: return "callback";
-    case Kind::TrainLoop: return "train_loop";
-    case Kind::TrainStep: return "train_step";
-    case Kind::Transform: return "transform";
+    case Kind::Dataset:
+      return "dataset";
+    case Kind::Network:
+      return "network";
+    case Kind::Loss:
+      return "loss";
+    case Kind::Optimizer:
+      return "optimizer";
+    case Kind::LrSchedule:
+      return "lr_schedule";
+    case Kind::Metric:
+      return "metric";
+    case Kind::Callback:
+      return "callback";
+    case Kind::TrainLoop:
+      return "train_loop";
+    case Kind::TrainStep:
+      return "train_step";
+    case Kind::Transform:
+      return "transform";
   }
   return "?";
 }
@@ -28,16 +38,26 @@ std::optional<Kind> kind_from_name(std::string_view name) {
 
 std::string param_type_name(ParamType type, Kind component_kind) {
   switch (type) {
-    case ParamType::Bool: return "bool";
-    case ParamType::Int: return "int";
-    case ParamType::Float: return "float";
-    case ParamType::String: return "string";
-    case ParamType::IntList: return "int[]";
-    case ParamType::FloatList: return "float[]";
-    case ParamType::StringList: return "string[]";
-    case ParamType::Component: return kind_name(component_kind);
-    case ParamType::ComponentList: return std::string(kind_name(component_kind)) + "[]";
-    case ParamType::Any: return "json";
+    case ParamType::Bool:
+      return "bool";
+    case ParamType::Int:
+      return "int";
+    case ParamType::Float:
+      return "float";
+    case ParamType::String:
+      return "string";
+    case ParamType::IntList:
+      return "int[]";
+    case ParamType::FloatList:
+      return "float[]";
+    case ParamType::StringList:
+      return "string[]";
+    case ParamType::Component:
+      return kind_name(component_kind);
+    case ParamType::ComponentList:
+      return std::string(kind_name(component_kind)) + "[]";
+    case ParamType::Any:
+      return "json";
   }
   return "?";
 }

@@ -32,9 +32,11 @@ std::shared_ptr<void> build_example(const ktf::Spec& spec, ktf::BuildContext& ct
 
 ktf::BuildContext make_context(const ktf::Spec& spec) {
   ktf::BuildContext ctx(g_registry);
-  ctx.input_shape = spec.example_input.empty() ? std::vector<int64_t>{1, 28, 28} : spec.example_input;
+  ctx.input_shape =
+      spec.example_input.empty() ? std::vector<int64_t>{1, 28, 28} : spec.example_input;
   ctx.num_classes = 10;
-  ctx.run_dir = std::filesystem::temp_directory_path() / ("ktf-conformance-" + std::to_string(::getpid()));
+  ctx.run_dir =
+      std::filesystem::temp_directory_path() / ("ktf-conformance-" + std::to_string(::getpid()));
   std::filesystem::create_directories(ctx.run_dir);
   return ctx;
 }
@@ -97,8 +99,8 @@ ktf::TrainContext make_train_context(ktf::BuildContext& ctx) {
   tc.train_data = tc.dataset->train();
   tc.valid_data = tc.dataset->valid();
   tc.loss = std::make_shared<TinyCE>();
-  tc.optimizer = std::make_shared<torch::optim::SGD>(tc.model->parameters(),
-                                                     torch::optim::SGDOptions(0.01));
+  tc.optimizer =
+      std::make_shared<torch::optim::SGD>(tc.model->parameters(), torch::optim::SGDOptions(0.01));
   tc.builder = &ctx;
   return tc;
 }
@@ -106,16 +108,23 @@ ktf::TrainContext make_train_context(ktf::BuildContext& ctx) {
 /// A wrong-typed value for a parameter, or null when every JSON value is acceptable.
 std::optional<ktf::Json> wrong_value(const ktf::Param& p) {
   switch (p.type) {
-    case ktf::ParamType::Bool: return ktf::Json("not-a-bool");
+    case ktf::ParamType::Bool:
+      return ktf::Json("not-a-bool");
     case ktf::ParamType::Int:
-    case ktf::ParamType::Float: return ktf::Json("not-a-number");
-    case ktf::ParamType::String: return ktf::Json(12345);
+    case ktf::ParamType::Float:
+      return ktf::Json("not-a-number");
+    case ktf::ParamType::String:
+      return ktf::Json(12345);
     case ktf::ParamType::IntList:
     case ktf::ParamType::FloatList:
-    case ktf::ParamType::StringList: return ktf::Json(ktf::Json::object({{"not", "a list"}}));
-    case ktf::ParamType::Component: return ktf::Json(42);
-    case ktf::ParamType::ComponentList: return ktf::Json("not-a-list");
-    case ktf::ParamType::Any: return std::nullopt;
+    case ktf::ParamType::StringList:
+      return ktf::Json(ktf::Json::object({{"not", "a list"}}));
+    case ktf::ParamType::Component:
+      return ktf::Json(42);
+    case ktf::ParamType::ComponentList:
+      return ktf::Json("not-a-list");
+    case ktf::ParamType::Any:
+      return std::nullopt;
   }
   return std::nullopt;
 }
@@ -135,16 +144,17 @@ void check_component(const ktf::ComponentDef* def) {
     ktf::resolve_component(ktf::Json::object({{spec.name, unknown}}), spec.kind, g_registry, {});
     ADD_FAILURE() << "an unknown parameter was accepted";
   } catch (const ktf::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("definitely_not_a_parameter"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("definitely_not_a_parameter"), std::string::npos)
+        << e.what();
   }
   for (const auto& p : spec.params) {
     auto bad = wrong_value(p);
     if (!bad) continue;
     ktf::Json args = spec.example;
     args.set(p.name, *bad);
-    EXPECT_THROW(ktf::resolve_component(ktf::Json::object({{spec.name, args}}), spec.kind,
-                                        g_registry, {}),
-                 ktf::Error)
+    EXPECT_THROW(
+        ktf::resolve_component(ktf::Json::object({{spec.name, args}}), spec.kind, g_registry, {}),
+        ktf::Error)
         << "parameter " << p.name << " accepted " << bad->dump();
   }
 
@@ -161,7 +171,8 @@ void check_component(const ktf::ComponentDef* def) {
       EXPECT_EQ(out.size(0), 2);
       out.to(torch::kFloat).pow(2).mean().backward();
       bool any_grad = false;
-      for (const auto& p : net->parameters()) any_grad |= p.grad().defined() && p.grad().abs().sum().item<double>() > 0;
+      for (const auto& p : net->parameters())
+        any_grad |= p.grad().defined() && p.grad().abs().sum().item<double>() > 0;
       if (net->parameters().empty()) {
         EXPECT_TRUE(x.grad().defined()) << "no gradient flowed back to the input";
       } else {
@@ -181,7 +192,8 @@ void check_component(const ktf::ComponentDef* def) {
       in_archive.load_from(stream);
       fresh->load(in_archive);
       fresh->eval();
-      EXPECT_TRUE(torch::allclose(before, fresh->forward(x), 1e-5, 1e-6)) << "state round trip changed outputs";
+      EXPECT_TRUE(torch::allclose(before, fresh->forward(x), 1e-5, 1e-6))
+          << "state round trip changed outputs";
       break;
     }
     case ktf::Kind::Loss: {
@@ -208,7 +220,8 @@ void check_component(const ktf::ComponentDef* def) {
     }
     case ktf::Kind::LrSchedule: {
       auto lin = torch::nn::Linear(4, 2);
-      ctx.optimizer = std::make_shared<torch::optim::SGD>(lin->parameters(), torch::optim::SGDOptions(0.1));
+      ctx.optimizer =
+          std::make_shared<torch::optim::SGD>(lin->parameters(), torch::optim::SGDOptions(0.1));
       auto schedule = std::static_pointer_cast<ktf::LrSchedule>(build_example(spec, ctx));
       for (int step = 1; step <= 4; ++step) schedule->on_batch_end(step);
       schedule->on_epoch_end(0, {{"loss", 1.0}, {"val_loss", 1.0}});
@@ -236,7 +249,8 @@ void check_component(const ktf::ComponentDef* def) {
       } catch (const ktf::Error& e) {
         std::string m = e.what();
         if (m.find("cannot") != std::string::npos || m.find("no such") != std::string::npos ||
-            m.find("does not exist") != std::string::npos || m.find("no files match") != std::string::npos)
+            m.find("does not exist") != std::string::npos ||
+            m.find("no files match") != std::string::npos)
           GTEST_SKIP() << "example needs data files absent here: " << m;
         throw;
       }
@@ -253,7 +267,8 @@ void check_component(const ktf::ComponentDef* def) {
     }
     case ktf::Kind::Transform: {
       auto transform = std::static_pointer_cast<ktf::Transform>(build_example(spec, ctx));
-      auto shape = with_batch(4, spec.example_input.empty() ? std::vector<int64_t>{1, 28, 28} : spec.example_input);
+      auto shape = with_batch(
+          4, spec.example_input.empty() ? std::vector<int64_t>{1, 28, 28} : spec.example_input);
       torch::Generator gen = at::detail::createCPUGenerator(0);
       auto out = transform->apply({torch::rand(shape), torch::arange(4)}, gen);
       EXPECT_EQ(out.input.size(0), 4);
@@ -269,7 +284,9 @@ void check_component(const ktf::ComponentDef* def) {
         cb->on_epoch_begin(tc, epoch);
         cb->on_batch_end(tc, 0, {{"loss", 1.0}});
         cb->on_batch_end(tc, 1, {{"loss", 0.9}});
-        cb->on_epoch_end(tc, epoch, {{"loss", 0.9}, {"accuracy", 0.5}, {"val_loss", 1.0}, {"val_accuracy", 0.5}});
+        cb->on_epoch_end(
+            tc, epoch,
+            {{"loss", 0.9}, {"accuracy", 0.5}, {"val_loss", 1.0}, {"val_accuracy", 0.5}});
       }
       cb->on_train_end(tc, {{"loss", 0.9}});
       break;

@@ -35,8 +35,10 @@ TEST(Config, InheritsOmittedKeysAndFillsDefaults) {
   EXPECT_EQ(c2.at("model"), c1.at("model"));
   EXPECT_EQ(c2.at("datasets").at("test.Data").at("data_dir").as_string(), "/data");
   EXPECT_EQ(c1.at("model").at("test.Net").at("hidden"), Json::array({8}));
-  EXPECT_DOUBLE_EQ(c1.at("optimizer").at("ktf.optimizers.Adam").at("learning_rate").as_number(), 0.001);
-  EXPECT_DOUBLE_EQ(c2.at("optimizer").at("ktf.optimizers.Adam").at("learning_rate").as_number(), 0.0005);
+  EXPECT_DOUBLE_EQ(c1.at("optimizer").at("ktf.optimizers.Adam").at("learning_rate").as_number(),
+                   0.001);
+  EXPECT_DOUBLE_EQ(c2.at("optimizer").at("ktf.optimizers.Adam").at("learning_rate").as_number(),
+                   0.0005);
   EXPECT_EQ(c1.at("train_loop").at("ktf.train.KerasTrainLoop").at("num_epochs").as_int(), 1);
   EXPECT_TRUE(c1.at("lr_schedule").is_null());
   EXPECT_EQ(c1.at("metrics"), Json::array());
@@ -45,8 +47,10 @@ TEST(Config, InheritsOmittedKeysAndFillsDefaults) {
 TEST(Config, NestedTypoNamesFullPathAndSuggests) {
   auto r = ktf::test::make_test_registry();
   Json cfg = Json::parse(kTwoCycles);
-  cfg.as_array()[1].set("model", Json::parse(
-      R"({"test.Net": {"num_outputs": 10, "base_model": {"test.Net": {"num_outputs": 4, "alpah": 0.5}}}})"));
+  cfg.as_array()[1].set(
+      "model",
+      Json::parse(
+          R"({"test.Net": {"num_outputs": 10, "base_model": {"test.Net": {"num_outputs": 4, "alpah": 0.5}}}})"));
   EXPECT_EQ(error_of(cfg, r),
             "cycle 2 \u203a model \u203a test.Net \u203a base_model \u203a test.Net \u203a alpah: "
             "unknown parameter (did you mean 'alpha'?)");
@@ -56,9 +60,11 @@ TEST(Config, UnknownComponentListsClosestNames) {
   auto r = ktf::test::make_test_registry();
   Json cfg = Json::parse(kTwoCycles);
   cfg.as_array()[0].set("model", Json::parse(R"({"test.Nte": {"num_outputs": 10}})"));
-  EXPECT_EQ(error_of(cfg, r), "cycle 1 \u203a model: unknown network 'test.Nte' (did you mean 'test.Net'?)");
+  EXPECT_EQ(error_of(cfg, r),
+            "cycle 1 \u203a model: unknown network 'test.Nte' (did you mean 'test.Net'?)");
   cfg.as_array()[0].set("model", Json::parse(R"({"test.Loss": {}})"));
-  EXPECT_EQ(error_of(cfg, r), "cycle 1 \u203a model: unknown network 'test.Loss' ('test.Loss' is a loss)");
+  EXPECT_EQ(error_of(cfg, r),
+            "cycle 1 \u203a model: unknown network 'test.Loss' ('test.Loss' is a loss)");
 }
 
 TEST(Config, WrongTypeSaysExpectedAndGot) {
@@ -66,13 +72,18 @@ TEST(Config, WrongTypeSaysExpectedAndGot) {
   Json cfg = Json::parse(kTwoCycles);
   cfg.as_array()[0].set("model", Json::parse(R"({"test.Net": {"num_outputs": "ten"}})"));
   EXPECT_EQ(error_of(cfg, r),
-            "cycle 1 \u203a model \u203a test.Net \u203a num_outputs: expected an integer, got string \"ten\"");
-  cfg.as_array()[0].set("model", Json::parse(R"({"test.Net": {"num_outputs": 2, "hidden": [1, "x"]}})"));
+            "cycle 1 \u203a model \u203a test.Net \u203a num_outputs: expected an integer, got "
+            "string \"ten\"");
+  cfg.as_array()[0].set("model",
+                        Json::parse(R"({"test.Net": {"num_outputs": 2, "hidden": [1, "x"]}})"));
   EXPECT_EQ(error_of(cfg, r),
-            "cycle 1 \u203a model \u203a test.Net \u203a hidden \u203a [1]: expected an integer, got string \"x\"");
-  cfg.as_array()[0].set("model", Json::parse(R"({"test.Net": {"num_outputs": 2, "activation": "rleu"}})"));
+            "cycle 1 \u203a model \u203a test.Net \u203a hidden \u203a [1]: expected an integer, "
+            "got string \"x\"");
+  cfg.as_array()[0].set("model",
+                        Json::parse(R"({"test.Net": {"num_outputs": 2, "activation": "rleu"}})"));
   EXPECT_EQ(error_of(cfg, r),
-            "cycle 1 \u203a model \u203a test.Net \u203a activation: 'rleu' is not one of 'relu', 'gelu' (did you mean 'relu'?)");
+            "cycle 1 \u203a model \u203a test.Net \u203a activation: 'rleu' is not one of 'relu', "
+            "'gelu' (did you mean 'relu'?)");
 }
 
 TEST(Config, MissingRequiredAndMissingKeysAreNamed) {
@@ -80,12 +91,14 @@ TEST(Config, MissingRequiredAndMissingKeysAreNamed) {
   Json cfg = Json::parse(kTwoCycles);
   cfg.as_array()[0].set("model", Json::parse(R"({"test.Net": {}})"));
   EXPECT_EQ(error_of(cfg, r),
-            "cycle 1 \u203a model \u203a test.Net: missing required parameter 'num_outputs' (number of outputs)");
+            "cycle 1 \u203a model \u203a test.Net: missing required parameter 'num_outputs' "
+            "(number of outputs)");
   Json no_model = Json::parse(R"({"datasets": {"test.Data": {}}, "loss": {"test.Loss": {}}})");
   EXPECT_EQ(error_of(no_model, r),
             "cycle 1: missing 'model': the network to train; persists across cycles");
   Json typo_key = Json::parse(R"({"modle": {}})");
-  EXPECT_EQ(error_of(typo_key, r), "cycle 1 \u203a modle: unknown cycle key (did you mean 'model'?)");
+  EXPECT_EQ(error_of(typo_key, r),
+            "cycle 1 \u203a modle: unknown cycle key (did you mean 'model'?)");
 }
 
 TEST(Config, OverridesByJsonPointer) {
@@ -94,15 +107,20 @@ TEST(Config, OverridesByJsonPointer) {
   ktf::apply_override(cfg, "/0/model/test.Net/activation=gelu");
   ktf::apply_override(cfg, "/0/train_loop/ktf.train.KerasTrainLoop/num_epochs=3");
   ktf::apply_override(cfg, "/-={\"loss\": {\"test.Loss\": {}}}");
-  EXPECT_DOUBLE_EQ(cfg.as_array()[1].at("optimizer").at("ktf.optimizers.Adam").at("learning_rate").as_number(), 0.0001);
+  EXPECT_DOUBLE_EQ(
+      cfg.as_array()[1].at("optimizer").at("ktf.optimizers.Adam").at("learning_rate").as_number(),
+      0.0001);
   EXPECT_EQ(cfg.as_array()[0].at("model").at("test.Net").at("activation").as_string(), "gelu");
-  EXPECT_EQ(cfg.as_array()[0].at("train_loop").at("ktf.train.KerasTrainLoop").at("num_epochs").as_int(), 3);
+  EXPECT_EQ(
+      cfg.as_array()[0].at("train_loop").at("ktf.train.KerasTrainLoop").at("num_epochs").as_int(),
+      3);
   EXPECT_EQ(cfg.size(), 3u);
   try {
     ktf::apply_override(cfg, "/7/loss=1");
     FAIL();
   } catch (const ktf::Error& e) {
-    EXPECT_STREQ(e.what(), "--set '/7/loss': index 7 is past the end of the list at '/' (3 elements)");
+    EXPECT_STREQ(e.what(),
+                 "--set '/7/loss': index 7 is past the end of the list at '/' (3 elements)");
   }
   EXPECT_THROW(ktf::apply_override(cfg, "no-equals-sign"), ktf::Error);
   EXPECT_THROW(ktf::apply_override(cfg, "/0/model/test.Net/num_outputs/x=1"), ktf::Error);

@@ -30,7 +30,9 @@ TEST(Host, EachBrokenPluginExits3WithStageAndFile) {
   }
   auto dup = host("--plugins " + fixture("duplicate_a") + " " + fixture("duplicate_b") + " --list");
   EXPECT_EQ(dup.exit_code, 3);
-  EXPECT_EQ(dup.output.rfind("ktf-host: plugin '" + fixture("duplicate_b") + "': duplicate: ", 0), 0u) << dup.output;
+  EXPECT_EQ(dup.output.rfind("ktf-host: plugin '" + fixture("duplicate_b") + "': duplicate: ", 0),
+            0u)
+      << dup.output;
   std::string empty = ktf::test::scratch_dir("host_empty") + "/empty.so";
   std::ofstream(empty).close();
   auto e = host("--plugins " + empty + " --list");
@@ -45,13 +47,15 @@ TEST(Host, ListAndDescribeShowPluginComponents) {
   EXPECT_NE(list.output.find("[fixture_good]"), std::string::npos) << list.output;
   auto describe = host("--plugins " + fixture("good_plugin") + " --describe test.fixture.GoodLoss");
   EXPECT_EQ(describe.exit_code, 0);
-  EXPECT_NE(describe.output.find("provided by: fixture_good 1.0.0 (" + fixture("good_plugin") + ")"),
-            std::string::npos)
+  EXPECT_NE(
+      describe.output.find("provided by: fixture_good 1.0.0 (" + fixture("good_plugin") + ")"),
+      std::string::npos)
       << describe.output;
   auto unknown = host("--plugins " + fixture("good_plugin") + " --describe test.fixture.GodLoss");
   EXPECT_EQ(unknown.exit_code, 2);
-  EXPECT_EQ(unknown.output, "ktf-host: --describe 'test.fixture.GodLoss': no component has this name "
-                            "(did you mean 'test.fixture.GoodLoss'?)\n");
+  EXPECT_EQ(unknown.output,
+            "ktf-host: --describe 'test.fixture.GodLoss': no component has this name "
+            "(did you mean 'test.fixture.GoodLoss'?)\n");
 }
 
 TEST(Host, BadCommandLineAndMissingConfigExit2) {

@@ -23,12 +23,14 @@ ktf::PluginError load_error(const std::string& path, ktf::Registry& registry) {
   return ktf::PluginError(path, "none", "none");
 }
 
-void expect_stage(const std::string& path, const std::string& stage, const std::string& reason_part) {
+void expect_stage(const std::string& path, const std::string& stage,
+                  const std::string& reason_part) {
   ktf::Registry registry;
   auto e = load_error(path, registry);
   EXPECT_EQ(e.stage(), stage) << e.what();
   EXPECT_EQ(e.file(), path);
-  EXPECT_EQ(std::string(e.what()).rfind("plugin '" + path + "': " + stage + ": ", 0), 0u) << e.what();
+  EXPECT_EQ(std::string(e.what()).rfind("plugin '" + path + "': " + stage + ": ", 0), 0u)
+      << e.what();
   EXPECT_NE(e.reason().find(reason_part), std::string::npos) << e.what();
   EXPECT_EQ(e.exit_code(), 3);
   EXPECT_TRUE(registry.list().empty()) << "a failed plugin left components behind";
@@ -47,7 +49,8 @@ TEST(Loader, NameIsUnknownBeforeLoadingAndResolvableAfter) {
   EXPECT_EQ(def->spec.plugin, "fixture_good");
   EXPECT_EQ(def->spec.plugin_path, fixture("good_plugin"));
   ktf::BuildContext ctx(registry);
-  auto loss = std::static_pointer_cast<ktf::Loss>(ctx.build_any(ktf::Kind::Loss, "test.fixture.GoodLoss", ktf::Json::object(), {}));
+  auto loss = std::static_pointer_cast<ktf::Loss>(
+      ctx.build_any(ktf::Kind::Loss, "test.fixture.GoodLoss", ktf::Json::object(), {}));
   EXPECT_EQ(loss->compute(torch::ones({2, 2}), torch::zeros({2})).item<float>(), 0.0f);
   // The same plugin twice is refused.
   try {
@@ -58,7 +61,9 @@ TEST(Loader, NameIsUnknownBeforeLoadingAndResolvableAfter) {
   }
 }
 
-TEST(Loader, MissingEntryPoint) { expect_stage(fixture("missing_entry"), "entry", "no 'ktf_plugin_descriptor' symbol"); }
+TEST(Loader, MissingEntryPoint) {
+  expect_stage(fixture("missing_entry"), "entry", "no 'ktf_plugin_descriptor' symbol");
+}
 
 TEST(Loader, WrongAbiNamesBothVersions) {
   expect_stage(fixture("wrong_abi"), "abi", "plugin ABI 999, host ABI 1");
@@ -82,8 +87,10 @@ TEST(Loader, DuplicateNameAcrossPlugins) {
   } catch (const ktf::PluginError& e) {
     EXPECT_EQ(e.stage(), "duplicate");
     EXPECT_EQ(e.file(), fixture("duplicate_b"));
-    EXPECT_EQ(e.reason(), "loss 'test.fixture.DuplicateLoss' is already registered by plugin "
-                          "'fixture_duplicate_a' (" + fixture("duplicate_a") + ")");
+    EXPECT_EQ(e.reason(),
+              "loss 'test.fixture.DuplicateLoss' is already registered by plugin "
+              "'fixture_duplicate_a' (" +
+                  fixture("duplicate_a") + ")");
   }
   EXPECT_EQ(registry.list().size(), 1u);
 }

@@ -29,7 +29,8 @@ TEST(Registry, SpecIsDerivedFromOptionsStruct) {
 
 TEST(Registry, AliasesResolveToTheSameComponent) {
   auto r = ktf::test::make_test_registry();
-  EXPECT_EQ(r.find(ktf::Kind::Loss, "tf.keras.losses.TestLoss"), r.find(ktf::Kind::Loss, "test.Loss"));
+  EXPECT_EQ(r.find(ktf::Kind::Loss, "tf.keras.losses.TestLoss"),
+            r.find(ktf::Kind::Loss, "test.Loss"));
   EXPECT_EQ(r.find(ktf::Kind::Network, "test.Loss"), nullptr);
 }
 
@@ -39,21 +40,25 @@ TEST(Registry, RejectsSpecsWithoutDocsAndDuplicates) {
   };
   ktf::Registrar s;
   try {
-    s.add(ktf::define<ktf::Loss, O>("t.NoDoc", "summary").arg("x", &O::x, "").build(
-        [](const O&, ktf::BuildContext&) { return std::shared_ptr<ktf::Loss>(); }));
+    s.add(ktf::define<ktf::Loss, O>("t.NoDoc", "summary")
+              .arg("x", &O::x, "")
+              .build([](const O&, ktf::BuildContext&) { return std::shared_ptr<ktf::Loss>(); }));
     FAIL();
   } catch (const ktf::Error& e) {
     EXPECT_STREQ(e.what(), "loss 't.NoDoc': parameter 'x' has no doc");
   }
   auto r = ktf::test::make_test_registry();
   ktf::Registrar again;
-  again.add(ktf::define<ktf::Loss>("tf.keras.losses.TestLoss", "clash").build(
-      [](const ktf::NoOptions&, ktf::BuildContext&) { return std::make_shared<ktf::test::TestLoss>(); }));
+  again.add(ktf::define<ktf::Loss>("tf.keras.losses.TestLoss", "clash")
+                .build([](const ktf::NoOptions&, ktf::BuildContext&) {
+                  return std::make_shared<ktf::test::TestLoss>();
+                }));
   try {
     r.commit(again, "other", "/x/other.so");
     FAIL();
   } catch (const ktf::DuplicateError& e) {
-    EXPECT_STREQ(e.what(), "loss 'tf.keras.losses.TestLoss' is already registered by plugin 'test'");
+    EXPECT_STREQ(e.what(),
+                 "loss 'tf.keras.losses.TestLoss' is already registered by plugin 'test'");
   }
 }
 
@@ -61,25 +66,28 @@ TEST(Registry, BuildsNestedComponentsAndPrefixesErrors) {
   auto r = ktf::test::make_test_registry();
   ktf::BuildContext ctx(r);
   Json cfg = ktf::resolve_component(
-      Json::parse(R"({"test.Net": {"num_outputs": 3, "base_model": {"test.Net": {"num_outputs": 2}}}})"),
+      Json::parse(
+          R"({"test.Net": {"num_outputs": 3, "base_model": {"test.Net": {"num_outputs": 2}}}})"),
       ktf::Kind::Network, r, {"model"});
   auto [name, args] = ktf::split_component(cfg);
-  auto net = std::static_pointer_cast<ktf::Network>(ctx.build_any(ktf::Kind::Network, name, args, {"model", name}));
+  auto net = std::static_pointer_cast<ktf::Network>(
+      ctx.build_any(ktf::Kind::Network, name, args, {"model", name}));
   EXPECT_EQ(net->forward(torch::zeros({2, 4})).sizes(), (std::vector<int64_t>{2, 3}));
 
   struct O {
     double rate = 0.5;
   };
-  ktf::register_component(
-      ktf::define<ktf::Loss, O>("t.Checked", "checks its argument")
-          .arg("rate", &O::rate, "a rate in [0, 1)")
-          .build([](const O& o, ktf::BuildContext&) {
-            KTF_CHECK(o.rate >= 0 && o.rate < 1, "rate must be in [0, 1), got ", o.rate);
-            return std::make_shared<ktf::test::TestLoss>();
-          }),
-      r);
+  ktf::register_component(ktf::define<ktf::Loss, O>("t.Checked", "checks its argument")
+                              .arg("rate", &O::rate, "a rate in [0, 1)")
+                              .build([](const O& o, ktf::BuildContext&) {
+                                KTF_CHECK(o.rate >= 0 && o.rate < 1, "rate must be in [0, 1), got ",
+                                          o.rate);
+                                return std::make_shared<ktf::test::TestLoss>();
+                              }),
+                          r);
   try {
-    ctx.build_any(ktf::Kind::Loss, "t.Checked", Json::object({{"rate", 2.0}}), {"cycle 1", "loss", "t.Checked"});
+    ctx.build_any(ktf::Kind::Loss, "t.Checked", Json::object({{"rate", 2.0}}),
+                  {"cycle 1", "loss", "t.Checked"});
     FAIL();
   } catch (const ktf::Error& e) {
     EXPECT_STREQ(e.what(), "cycle 1 \u203a loss \u203a t.Checked: rate must be in [0, 1), got 2");
@@ -87,7 +95,8 @@ TEST(Registry, BuildsNestedComponentsAndPrefixesErrors) {
 }
 
 TEST(Registry, ClosestNamesPreferDottedSuffixMatches) {
-  std::vector<std::string> names{"ktf.networks.MobileNetV2", "ktf.networks.MLP", "ktf.networks.ResNet"};
+  std::vector<std::string> names{"ktf.networks.MobileNetV2", "ktf.networks.MLP",
+                                 "ktf.networks.ResNet"};
   EXPECT_EQ(ktf::closest_names("MobileNetV3", names, 1).front(), "ktf.networks.MobileNetV2");
   EXPECT_EQ(ktf::closest_names("ktf.networks.ResNte", names, 1).front(), "ktf.networks.ResNet");
   EXPECT_TRUE(ktf::closest_names("zzzzzzzz", names, 3, true).empty());

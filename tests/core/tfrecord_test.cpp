@@ -51,7 +51,9 @@ TEST(TFRecord, CorruptDataNamesFileRecordAndOffset) {
     reader.read(rec);
     FAIL();
   } catch (const ktf::Error& e) {
-    EXPECT_EQ(std::string(e.what()), "TFRecord file '" + path + "': record 1 at byte 21: data CRC mismatch (corrupt record)");
+    EXPECT_EQ(
+        std::string(e.what()),
+        "TFRecord file '" + path + "': record 1 at byte 21: data CRC mismatch (corrupt record)");
   }
 }
 
@@ -68,7 +70,8 @@ TEST(TFRecord, TruncatedFile) {
     reader.read(rec);
     FAIL();
   } catch (const ktf::Error& e) {
-    EXPECT_EQ(std::string(e.what()), "TFRecord file '" + path + "': record 0 at byte 0: truncated data");
+    EXPECT_EQ(std::string(e.what()),
+              "TFRecord file '" + path + "': record 0 at byte 0: truncated data");
   }
 }
 

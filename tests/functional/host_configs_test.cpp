@@ -106,21 +106,30 @@ TEST(HostSchema, AcceptsShippedConfigsAndRejectsBrokenOnes) {
   ASSERT_GE(configs.size(), 4u);
   for (const auto& path : configs)
     EXPECT_TRUE(schema_accepts(schema.output, Json::parse_file(path.string()))) << path;
-  EXPECT_TRUE(schema_accepts(schema.output, Json::parse(R"([{"model": {"ktf.networks.MLP": {"num_outputs": 3}}}])")));
+  EXPECT_TRUE(schema_accepts(
+      schema.output, Json::parse(R"([{"model": {"ktf.networks.MLP": {"num_outputs": 3}}}])")));
   Json typo = Json::parse(kBase);
   EXPECT_FALSE(schema_accepts(schema.output, typo));  // 'alpah'
-  EXPECT_FALSE(schema_accepts(schema.output, Json::parse(R"([{"model": {"ktf.networks.MPL": {}}}])")));
-  EXPECT_FALSE(schema_accepts(schema.output, Json::parse(R"([{"model": {"ktf.networks.MLP": {"num_outputs": "3"}}}])")));
-  EXPECT_FALSE(schema_accepts(schema.output, Json::parse(R"([{"model": {"ktf.networks.MLP": {}}}])")));
+  EXPECT_FALSE(
+      schema_accepts(schema.output, Json::parse(R"([{"model": {"ktf.networks.MPL": {}}}])")));
+  EXPECT_FALSE(schema_accepts(
+      schema.output, Json::parse(R"([{"model": {"ktf.networks.MLP": {"num_outputs": "3"}}}])")));
+  EXPECT_FALSE(
+      schema_accepts(schema.output, Json::parse(R"([{"model": {"ktf.networks.MLP": {}}}])")));
   EXPECT_FALSE(schema_accepts(schema.output, Json::parse(R"([{"modle": {}}])")));
 }
 
 TEST(HostDryRun, BuildsEveryCycleAndRunsOneBatch) {
   std::string out = ktf::test::scratch_dir("dry_run");
-  auto r = host("-c " + std::string(KTF_SOURCE_DIR) + "/configs/fashion_mnist_two_cycles.json --dry-run -o " + out);
+  auto r = host("-c " + std::string(KTF_SOURCE_DIR) +
+                "/configs/fashion_mnist_two_cycles.json --dry-run -o " + out);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("cycle 1: dry run: input [64, 3, 40, 40] -> output [64, 10]"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("cycle 2: dry run: input [64, 3, 40, 40] -> output [64, 10]"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("cycle 1: dry run: input [64, 3, 40, 40] -> output [64, 10]"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("cycle 2: dry run: input [64, 3, 40, 40] -> output [64, 10]"),
+            std::string::npos)
+      << r.output;
   EXPECT_NE(r.output.find("frozen parameters: base_model."), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(out + "/weights/cycle-1.pt"));
   EXPECT_TRUE(fs::exists(out + "/config.resolved.json"));
@@ -135,7 +144,8 @@ std::string shortening_overrides(const fs::path& config) {
     const Json* loop = cycles.as_array()[i].find("train_loop");
     if (!loop || !loop->find("ktf.train.KerasTrainLoop")) continue;
     std::string base = " --set /" + std::to_string(i) + "/train_loop/ktf.train.KerasTrainLoop/";
-    out += base + "num_epochs=1" + base + "steps_per_epoch=12" + base + "num_valid_steps=3" + base + "verbose=2";
+    out += base + "num_epochs=1" + base + "steps_per_epoch=12" + base + "num_valid_steps=3" + base +
+           "verbose=2";
   }
   return out;
 }
@@ -168,8 +178,9 @@ TEST(HostConfigs, EveryShippedConfigTrainsShortened) {
 
 TEST(HostInterrupt, SigintWritesCheckpointAndExits130) {
   std::string out = ktf::test::scratch_dir("interrupt");
-  std::string cmd = host_command("-c " + std::string(KTF_SOURCE_DIR) + "/configs/fashion_mnist_mlp.json -o " + out +
-                                 " --set /0/train_loop/ktf.train.KerasTrainLoop/verbose=2 > " + out + "/out.txt 2>&1");
+  std::string cmd = host_command(
+      "-c " + std::string(KTF_SOURCE_DIR) + "/configs/fashion_mnist_mlp.json -o " + out +
+      " --set /0/train_loop/ktf.train.KerasTrainLoop/verbose=2 > " + out + "/out.txt 2>&1");
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
@@ -178,7 +189,8 @@ TEST(HostInterrupt, SigintWritesCheckpointAndExits130) {
     _exit(127);
   }
   // Wait until training has started, then interrupt.
-  for (int i = 0; i < 300 && !fs::exists(out + "/log.txt"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  for (int i = 0; i < 300 && !fs::exists(out + "/log.txt"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   std::this_thread::sleep_for(std::chrono::seconds(3));
   kill(pid, SIGINT);
   int status = 0;

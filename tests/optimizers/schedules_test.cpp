@@ -130,7 +130,8 @@ TEST(CosineDecay, MinLrAndEpochsForm) {
 
 TEST(CosineDecay, EpochsUseTheDatasetsBatchesPerEpoch) {
   // 2 epochs of 2 batches: the same sequence as total_steps 4.
-  Scheduled by_epochs("ktf.optimizers.schedules.CosineDecay", Json::object({{"epochs", 2}}), 0.1, 2);
+  Scheduled by_epochs("ktf.optimizers.schedules.CosineDecay", Json::object({{"epochs", 2}}), 0.1,
+                      2);
   Scheduled by_steps("ktf.optimizers.schedules.CosineDecay", Json::object({{"total_steps", 4}}));
   EXPECT_EQ(by_epochs.step_lrs(5), by_steps.step_lrs(5));
 }

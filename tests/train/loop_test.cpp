@@ -23,7 +23,8 @@ TEST(Loop, KerasTrainLoopLearnsSeparableData) {
   EXPECT_EQ(log_value(recorded, "train_samples"), 256);
   EXPECT_EQ(log_value(recorded, "train_steps"), 8);
   EXPECT_GT(log_value(recorded, "train_seconds"), 0);
-  EXPECT_NEAR(log_value(recorded, "samples_per_second"), 256 / log_value(recorded, "train_seconds"), 1e-6);
+  EXPECT_NEAR(log_value(recorded, "samples_per_second"), 256 / log_value(recorded, "train_seconds"),
+              1e-6);
   EXPECT_GT(log_value(epochs.front().logs, "first_step_after_start"), 0);
   EXPECT_LT(log_value(logs, "loss"), 0.5 * log_value(epochs.front().logs, "loss"));
   EXPECT_GT(log_value(logs, "accuracy"), 0.95);

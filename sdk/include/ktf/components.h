@@ -4,11 +4,10 @@
 // ones a Keras or PyTorch user already has:
 //
 //   Dataset      -> a train and a validation BatchStream (the original tool's (train, valid) tuple)
-//   Network      -> a torch::nn::Module with forward(Tensor) -> Tensor (write FooImpl + TORCH_MODULE)
-//   Loss         -> (output, target) -> scalar Tensor
-//   Optimizer    -> torch::optim::Optimizer, built over the model's trainable parameters
-//   LrSchedule   -> adjusts the optimizer's learning rates per batch or per epoch
-//   Metric       -> reset / update / compute
+//   Network      -> a torch::nn::Module with forward(Tensor) -> Tensor (write FooImpl +
+//   TORCH_MODULE) Loss         -> (output, target) -> scalar Tensor Optimizer    ->
+//   torch::optim::Optimizer, built over the model's trainable parameters LrSchedule   -> adjusts
+//   the optimizer's learning rates per batch or per epoch Metric       -> reset / update / compute
 //   Callback     -> Keras-style hooks around epochs and batches
 //   TrainLoop    -> runs a cycle (ktf.train.KerasTrainLoop)
 //   TrainStep    -> one optimisation step, run by ktf.train.CustomTrainLoop
@@ -17,8 +16,8 @@
 // Example network:
 //
 //   struct TinyImpl : ktf::Network {
-//     explicit TinyImpl(const TinyOptions& o) : fc(register_module("fc", torch::nn::Linear(784, 10))) {}
-//     torch::Tensor forward(torch::Tensor x) override { return fc(x.flatten(1)); }
+//     explicit TinyImpl(const TinyOptions& o) : fc(register_module("fc", torch::nn::Linear(784,
+//     10))) {} torch::Tensor forward(torch::Tensor x) override { return fc(x.flatten(1)); }
 //     torch::nn::Linear fc;
 //   };
 #pragma once

@@ -23,9 +23,9 @@
 namespace ktf {
 
 struct RunOptions {
-  std::string device = "auto";  ///< auto | cpu | cuda | cuda:N
-  int threads = 0;              ///< intra-op threads; 0 = all cores
-  std::optional<uint64_t> seed;  ///< default 0
+  std::string device = "auto";       ///< auto | cpu | cuda | cuda:N
+  int threads = 0;                   ///< intra-op threads; 0 = all cores
+  std::optional<uint64_t> seed;      ///< default 0
   std::filesystem::path output_dir;  ///< default runs/<config>-<time>
   bool dry_run = false;
   bool quiet = false;

@@ -65,14 +65,13 @@ std::string concat(const Args&... args) {
 }  // namespace ktf
 
 /// Throws ktf::Error with the concatenated message when `cond` is false.
-#define KTF_CHECK(cond, ...)                                     \
-  do {                                                           \
+#define KTF_CHECK(cond, ...)                                             \
+  do {                                                                   \
     if (!(cond)) throw ::ktf::Error(::ktf::detail::concat(__VA_ARGS__)); \
   } while (0)
 
 /// Throws ktf::Error with exit code 1 (failure while running) when `cond` is false.
-#define KTF_CHECK_RUNTIME(cond, ...)                                                        \
-  do {                                                                                      \
-    if (!(cond))                                                                            \
-      throw ::ktf::Error(::ktf::detail::concat(__VA_ARGS__), {}, ::ktf::kExitRuntime);      \
+#define KTF_CHECK_RUNTIME(cond, ...)                                                              \
+  do {                                                                                            \
+    if (!(cond)) throw ::ktf::Error(::ktf::detail::concat(__VA_ARGS__), {}, ::ktf::kExitRuntime); \
   } while (0)

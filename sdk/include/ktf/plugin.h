@@ -51,8 +51,7 @@
 #else
 #define KTF_DEVICE_TAG "cpu"
 #endif
-#define KTF_BUILD_TAG \
-  KTF_COMPILER ";cxx11abi=" KTF_DETAIL_STR(KTF_CXX11_ABI) ";" KTF_DEVICE_TAG
+#define KTF_BUILD_TAG KTF_COMPILER ";cxx11abi=" KTF_DETAIL_STR(KTF_CXX11_ABI) ";" KTF_DEVICE_TAG
 
 namespace ktf {
 
@@ -95,22 +94,22 @@ const PluginDescriptor& host_descriptor();
 }  // namespace ktf
 
 /// Emits the plugin entry point. REGISTER_FN is a function `void(ktf::Registrar&)`.
-#define KTF_PLUGIN(NAME, VERSION, DESCRIPTION, REGISTER_FN)                                     \
-  extern "C" __attribute__((visibility("default"))) const ::ktf::PluginDescriptor*              \
-  ktf_plugin_descriptor() noexcept {                                                            \
-    static const ::ktf::PluginDescriptor descriptor{                                            \
-        KTF_ABI_VERSION,                                                                        \
-        static_cast<uint32_t>(sizeof(::ktf::PluginDescriptor)),                                 \
-        KTF_SDK_VERSION,                                                                        \
-        KTF_TORCH_VERSION_STRING,                                                               \
-        KTF_BUILD_TAG,                                                                          \
-        KTF_CXX11_ABI,                                                                          \
-        KTF_WITH_CUDA,                                                                          \
-        NAME,                                                                                   \
-        VERSION,                                                                                \
-        DESCRIPTION,                                                                            \
-        [](::ktf::Registrar& registrar, std::string& error) noexcept -> bool {                  \
-          return ::ktf::detail::call_register(REGISTER_FN, registrar, error);                   \
-        }};                                                                                     \
-    return &descriptor;                                                                         \
+#define KTF_PLUGIN(NAME, VERSION, DESCRIPTION, REGISTER_FN)                        \
+  extern "C" __attribute__((visibility("default"))) const ::ktf::PluginDescriptor* \
+  ktf_plugin_descriptor() noexcept {                                               \
+    static const ::ktf::PluginDescriptor descriptor{                               \
+        KTF_ABI_VERSION,                                                           \
+        static_cast<uint32_t>(sizeof(::ktf::PluginDescriptor)),                    \
+        KTF_SDK_VERSION,                                                           \
+        KTF_TORCH_VERSION_STRING,                                                  \
+        KTF_BUILD_TAG,                                                             \
+        KTF_CXX11_ABI,                                                             \
+        KTF_WITH_CUDA,                                                             \
+        NAME,                                                                      \
+        VERSION,                                                                   \
+        DESCRIPTION,                                                               \
+        [](::ktf::Registrar& registrar, std::string& error) noexcept -> bool {     \
+          return ::ktf::detail::call_register(REGISTER_FN, registrar, error);      \
+        }};                                                                        \
+    return &descriptor;                                                            \
   }

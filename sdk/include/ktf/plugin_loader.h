@@ -36,7 +36,7 @@ struct LoadedPlugin {
   std::string sdk_version;
   std::string torch_version;
   std::string build_tag;
-  std::string hash;  ///< FNV-1a 64 of the file, hex
+  std::string hash;                     ///< FNV-1a 64 of the file, hex
   std::vector<std::string> components;  ///< "kind name" of everything it registered
 };
 

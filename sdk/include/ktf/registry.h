@@ -57,17 +57,18 @@ class BuildContext {
 
   torch::Device device = torch::kCPU;
   uint64_t seed = 0;
-  std::vector<int64_t> input_shape;  ///< one example's input shape, from the cycle's dataset
-  int64_t num_classes = -1;          ///< from the cycle's dataset, -1 when unknown
-  std::vector<torch::Tensor> parameters;   ///< for optimizers: the model's parameters
-  std::shared_ptr<Optimizer> optimizer;    ///< for lr schedules: the cycle's optimizer
-  int64_t steps_per_epoch = -1;  ///< for lr schedules: batches per training epoch, -1 unknown
-  std::filesystem::path run_dir;           ///< where a run writes its outputs
-  std::vector<std::string> path;           ///< config path of the component being built
+  std::vector<int64_t> input_shape;       ///< one example's input shape, from the cycle's dataset
+  int64_t num_classes = -1;               ///< from the cycle's dataset, -1 when unknown
+  std::vector<torch::Tensor> parameters;  ///< for optimizers: the model's parameters
+  std::shared_ptr<Optimizer> optimizer;   ///< for lr schedules: the cycle's optimizer
+  int64_t steps_per_epoch = -1;   ///< for lr schedules: batches per training epoch, -1 unknown
+  std::filesystem::path run_dir;  ///< where a run writes its outputs
+  std::vector<std::string> path;  ///< config path of the component being built
 
   template <class Base>
   std::shared_ptr<Base> build(const Ref<Base>& ref) {
-    return std::static_pointer_cast<Base>(build_any(KindOf<Base>::value, ref.name, ref.args, ref.path));
+    return std::static_pointer_cast<Base>(
+        build_any(KindOf<Base>::value, ref.name, ref.args, ref.path));
   }
   /// Builds a component by kind, config name (or alias) and arguments. Errors get `path` prefixed.
   std::shared_ptr<void> build_any(Kind kind, const std::string& name, const Json& args,
@@ -128,12 +129,12 @@ struct ArgTraits<Json> {
 };
 template <class T>
 struct ArgTraits<std::vector<T>, std::enable_if_t<!std::is_same_v<T, bool>>> {
-  static constexpr ParamType type = ArgTraits<T>::type == ParamType::Int      ? ParamType::IntList
-                                    : ArgTraits<T>::type == ParamType::Float  ? ParamType::FloatList
-                                    : ArgTraits<T>::type == ParamType::String ? ParamType::StringList
-                                    : ArgTraits<T>::type == ParamType::Component
-                                        ? ParamType::ComponentList
-                                        : ParamType::Any;
+  static constexpr ParamType type =
+      ArgTraits<T>::type == ParamType::Int         ? ParamType::IntList
+      : ArgTraits<T>::type == ParamType::Float     ? ParamType::FloatList
+      : ArgTraits<T>::type == ParamType::String    ? ParamType::StringList
+      : ArgTraits<T>::type == ParamType::Component ? ParamType::ComponentList
+                                                   : ParamType::Any;
   static Json to_json(const std::vector<T>& v) {
     Json::Array a;
     for (const auto& x : v) a.push_back(ArgTraits<T>::to_json(x));
@@ -154,9 +155,7 @@ template <class T>
 struct ArgTraits<std::optional<T>> {
   static constexpr ParamType type = ArgTraits<T>::type;
   static constexpr bool nullable = true;
-  static Json to_json(const std::optional<T>& v) {
-    return v ? ArgTraits<T>::to_json(*v) : Json();
-  }
+  static Json to_json(const std::optional<T>& v) { return v ? ArgTraits<T>::to_json(*v) : Json(); }
   static std::optional<T> from_json(const Json& j, const std::vector<std::string>& path) {
     if (j.is_null()) return std::nullopt;
     return ArgTraits<T>::from_json(j, path);
@@ -289,16 +288,16 @@ class Definition {
     p.choices = std::move(choices);
     if (!required) p.default_value = ArgTraits<T>::to_json(Options{}.*field);
     spec_.params.push_back(std::move(p));
-    setters_.emplace_back(name, [field](Options& o, const Json& j,
-                                        const std::vector<std::string>& path) {
-      o.*field = ArgTraits<T>::from_json(j, path);
-    });
+    setters_.emplace_back(name,
+                          [field](Options& o, const Json& j, const std::vector<std::string>& path) {
+                            o.*field = ArgTraits<T>::from_json(j, path);
+                          });
     return *this;
   }
 
   Spec spec_;
-  std::vector<std::pair<std::string, std::function<void(Options&, const Json&,
-                                                        const std::vector<std::string>&)>>>
+  std::vector<std::pair<
+      std::string, std::function<void(Options&, const Json&, const std::vector<std::string>&)>>>
       setters_;
 };
 

@@ -29,10 +29,9 @@ enum class Kind {
   TrainStep,
   Transform
 };
-inline constexpr Kind kAllKinds[] = {Kind::Dataset,   Kind::Network,   Kind::Loss,
-                                     Kind::Optimizer, Kind::LrSchedule, Kind::Metric,
-                                     Kind::Callback,  Kind::TrainLoop, Kind::TrainStep,
-                                     Kind::Transform};
+inline constexpr Kind kAllKinds[] = {
+    Kind::Dataset, Kind::Network,  Kind::Loss,      Kind::Optimizer, Kind::LrSchedule,
+    Kind::Metric,  Kind::Callback, Kind::TrainLoop, Kind::TrainStep, Kind::Transform};
 
 /// "dataset", "network", "loss", "optimizer", "lr_schedule", "metric", "callback", "train_loop",
 /// "train_step", "transform".
@@ -71,11 +70,11 @@ struct Spec {
   std::vector<std::string> aliases;  ///< e.g. "tf.keras.optimizers.Adam", "torch.optim.Adam"
   std::string summary;               ///< one line
   std::vector<Param> params;
-  Json example = Json::object();      ///< arguments that build a working instance (tests use it)
-  std::vector<int64_t> example_input;  ///< networks: one example's input shape, e.g. {1, 28, 28}
+  Json example = Json::object();        ///< arguments that build a working instance (tests use it)
+  std::vector<int64_t> example_input;   ///< networks: one example's input shape, e.g. {1, 28, 28}
   std::vector<int64_t> example_target;  ///< losses/metrics: per-example target shape ({} = class)
-  std::string plugin;                 ///< name of the plugin that registered it (set by the host)
-  std::string plugin_path;            ///< file it came from (set by the host)
+  std::string plugin;                   ///< name of the plugin that registered it (set by the host)
+  std::string plugin_path;              ///< file it came from (set by the host)
 
   const Param* find_param(std::string_view name) const;
 };
