@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "expect_error.h"
 #include "plugins_fixture.h"
 
 namespace {
@@ -23,19 +24,7 @@ double value(ktf::Loss& loss, const torch::Tensor& out, const torch::Tensor& tar
   return v.item<double>();
 }
 
-/// The message of the ktf::Error `f` throws, or "<no error>".
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const ktf::Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
-
-#define EXPECT_CONTAINS(text, part) \
-  EXPECT_NE(std::string(text).find(part), std::string::npos) << "in: " << (text)
+using ktf::test::error_of;
 
 // ---- cross-entropy --------------------------------------------------------------------------
 

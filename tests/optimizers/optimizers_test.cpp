@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "expect_error.h"
 #include "plugins_fixture.h"
 
 namespace {
@@ -19,18 +20,7 @@ std::shared_ptr<ktf::Optimizer> make(const std::string& name, Json args,
   return ktf::test::build<ktf::Optimizer>(Json::object({{name, std::move(args)}}), &ctx);
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const ktf::Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
-
-#define EXPECT_CONTAINS(text, part) \
-  EXPECT_NE(std::string(text).find(part), std::string::npos) << "in: " << (text)
+using ktf::test::error_of;
 
 /// One step on loss = 0.5 * |w|^2 (gradient w).
 void step_half_square(ktf::Optimizer& opt, const torch::Tensor& w) {

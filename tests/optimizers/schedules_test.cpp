@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "expect_error.h"
 #include "plugins_fixture.h"
 
 namespace {
@@ -46,18 +47,7 @@ struct Scheduled {
   }
 };
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const ktf::Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
-
-#define EXPECT_CONTAINS(text, part) \
-  EXPECT_NE(std::string(text).find(part), std::string::npos) << "in: " << (text)
+using ktf::test::error_of;
 
 void expect_sequence(const std::vector<double>& got, const std::vector<double>& expected,
                      double tol = 1e-12) {
