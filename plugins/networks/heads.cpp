@@ -8,18 +8,45 @@
 //
 // MultiHeadNet returns the heads' outputs concatenated along dimension 1, in the order of
 // `heads`; multi_head.h's split_heads() cuts them apart.
+//
+// base_model may be left out, as in the original tool's minimal config
+// ({"ktf.models.OneHeadNet": {"num_outputs": 10}}): the default base is a compact VGG-style CNN
+// (two blocks of two 3x3 conv + BatchNorm + ReLU, 32 then 64 filters, each block ending in 2x2
+// max pooling) that fits any input of at least 4x4 pixels; `--describe ktf.models.OneHeadNet`
+// prints it.
 #include "multi_head.h"
 #include "networks.h"
 
 namespace ktf::networks {
 namespace {
 
+/// The compact CNN used when a config gives no base_model (see the file comment).
+Ref<Network> default_base() {
+  auto conv = [](int64_t filters) {
+    return Json::object(
+        {{"ktf.layers.Conv2d",
+          Json::object({{"out_channels", filters}, {"padding", 1}, {"bias", false}})}});
+  };
+  auto bn = Json::object({{"ktf.layers.BatchNorm2d", Json::object()}});
+  auto relu = Json::object({{"ktf.layers.ReLU", Json::object()}});
+  auto pool = Json::object({{"ktf.layers.MaxPool2d", Json::object()}});
+  Json::Array layers;
+  for (int64_t filters : {32, 64}) {
+    for (int i = 0; i < 2; ++i) layers.insert(layers.end(), {conv(filters), bn, relu});
+    layers.push_back(pool);
+  }
+  Ref<Network> ref;
+  ref.name = "ktf.networks.Sequential";
+  ref.args = Json::object({{"layers", Json(std::move(layers))}});
+  return ref;
+}
+
 struct HeadOptions {
-  Ref<Network> base_model;      ///< the base network (required)
-  int64_t num_outputs = 0;      ///< OneHeadNet: outputs of the head (required)
-  std::vector<int64_t> heads;   ///< MultiHeadNet: output size of each head (required)
-  double dropout = 0.0;         ///< dropout between the base and the head(s)
-  std::string pooling = "avg";  ///< pooling of a 4-D base output: "avg" or "max"
+  Ref<Network> base_model = default_base();  ///< the base network (default: a compact CNN)
+  int64_t num_outputs = 0;                   ///< OneHeadNet: outputs of the head (required)
+  std::vector<int64_t> heads;                ///< MultiHeadNet: output size of each head (required)
+  double dropout = 0.0;                      ///< dropout between the base and the head(s)
+  std::string pooling = "avg";               ///< pooling of a 4-D base output: "avg" or "max"
   std::optional<std::vector<int64_t>> input_shape;  ///< one example's shape; default: dataset's
 };
 
@@ -31,7 +58,7 @@ class HeadNetBase : public Network {
     KTF_CHECK(o.dropout >= 0 && o.dropout < 1, "dropout must be in [0, 1), got ", o.dropout);
     KTF_CHECK(o.pooling == "avg" || o.pooling == "max", "pooling must be \"avg\" or \"max\", got '",
               o.pooling, "'");
-    KTF_CHECK(!o.base_model.empty(), "base_model is required (a network component)");
+    KTF_CHECK(!o.base_model.empty(), "base_model must be a network component, not null");
     dropout_ = o.dropout;
     max_pool_ = o.pooling == "max";
     auto shape = example_shape(o.input_shape, ctx);
@@ -135,8 +162,9 @@ void register_heads(Registrar& r) {
   r.add(
       define<Network, HeadOptions>("ktf.models.OneHeadNet",
                                    "a base network followed by one Linear head")
-          .required("base_model", &HeadOptions::base_model,
-                    "the base network, e.g. MobileNetV2 without its top")
+          .arg("base_model", &HeadOptions::base_model,
+               "the base network, e.g. MobileNetV2 without its top; default: a compact CNN "
+               "(2 x [2 x (3x3 conv, BatchNorm, ReLU), 2x2 max pool], 32 then 64 filters)")
           .required("num_outputs", &HeadOptions::num_outputs, "outputs of the head")
           .arg("dropout", &HeadOptions::dropout, "dropout between the base and the head")
           .arg("pooling", &HeadOptions::pooling,
@@ -149,8 +177,9 @@ void register_heads(Registrar& r) {
       define<Network, HeadOptions>(
           "ktf.models.MultiHeadNet",
           "a base network followed by several Linear heads; outputs concatenated on dim 1")
-          .required("base_model", &HeadOptions::base_model,
-                    "the base network, e.g. MobileNetV2 without its top")
+          .arg("base_model", &HeadOptions::base_model,
+               "the base network, e.g. MobileNetV2 without its top; default: a compact CNN "
+               "(2 x [2 x (3x3 conv, BatchNorm, ReLU), 2x2 max pool], 32 then 64 filters)")
           .required("heads", &HeadOptions::heads,
                     "output size of each head; the output is their concatenation on dim 1")
           .arg("dropout", &HeadOptions::dropout, "dropout between the base and the heads")

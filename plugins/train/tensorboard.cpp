@@ -2,12 +2,14 @@
 //
 // <log_dir>/train/ and <log_dir>/validation/ each get an events.out.tfevents.* file: TFRecord
 // framed tensorflow.Event protos, the first holding file_version "brain.Event:2". Per epoch (step
-// = epoch, from 0) the train/ file gets "epoch_<key>" scalars of the training logs and the
+// = epoch, from 0, counted across the run's cycles so a later cycle continues the curves) the
+// train/ file gets "epoch_<key>" scalars of the training logs and the
 // validation/ file the same tags for the "val_" logs; "lr" is written as "epoch_learning_rate".
 // With update_freq "batch" or N, "batch_<key>" scalars are written every N optimizer steps
-// (step = global step). histogram_freq N writes a histogram of every parameter ("fc/weight")
-// every N epochs; write_graph writes the model's structure as a text summary; write_images writes
-// a few input images of the first validation batch as PNG image summaries.
+// (step = optimizer steps since the run began). histogram_freq N writes a histogram of every
+// parameter ("fc/weight") every N epochs; write_graph writes the model's structure as a text
+// summary; write_images writes a few input images of the first validation batch as PNG image
+// summaries.
 #include <ktf/components.h>
 #include <ktf/image.h>
 #include <ktf/registry.h>
@@ -191,7 +193,7 @@ class TensorBoard : public LoopCallback {
       std::string text, line;
       std::istringstream lines(structure.str());
       while (std::getline(lines, line)) text += "    " + line + "\n";  // markdown code block
-      train_->text("model_structure", 0, text);
+      train_->text("model_structure", ctx.epochs_before, text);
     }
     if (o_.write_images) write_images(ctx);
     train_->flush();
@@ -203,19 +205,20 @@ class TensorBoard : public LoopCallback {
   }
 
   bool wants_batch_logs(const TrainContext& ctx, int64_t) override {
-    return update_every_ > 0 && ctx.global_step != last_batch_step_ &&
-           ctx.global_step % update_every_ == 0;
+    const int64_t step = ctx.steps_before + ctx.global_step;
+    return update_every_ > 0 && step != last_batch_step_ && step % update_every_ == 0;
   }
 
   void on_batch_end(TrainContext& ctx, int64_t, const Logs& logs) override {
     ++batches_;
     if (!train_ || logs.empty() || !wants_batch_logs(ctx, 0)) return;
-    last_batch_step_ = ctx.global_step;
-    for (const auto& [k, v] : logs) train_->scalar("batch_" + k, ctx.global_step, v);
+    last_batch_step_ = ctx.steps_before + ctx.global_step;
+    for (const auto& [k, v] : logs) train_->scalar("batch_" + k, last_batch_step_, v);
   }
 
-  void on_epoch_end(TrainContext& ctx, int64_t epoch, const Logs& logs) override {
+  void on_epoch_end(TrainContext& ctx, int64_t cycle_epoch, const Logs& logs) override {
     if (!train_) return;
+    const int64_t epoch = ctx.epochs_before + cycle_epoch;  // continuous across cycles
     for (const auto& [k, v] : logs) {
       if (k.rfind("val_", 0) == 0) {
         if (!validation_) validation_ = std::make_unique<EventWriter>(dir_ / "validation");
@@ -229,7 +232,7 @@ class TensorBoard : public LoopCallback {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start_).count();
       train_->scalar("epoch_steps_per_second", epoch, s > 0 ? batches_ / s : 0.0);
     }
-    if (o_.histogram_freq > 0 && epoch % o_.histogram_freq == 0 && ctx.model) {
+    if (o_.histogram_freq > 0 && cycle_epoch % o_.histogram_freq == 0 && ctx.model) {
       for (const auto& p : ctx.model->named_parameters()) {
         std::string tag = p.key();
         std::replace(tag.begin(), tag.end(), '.', '/');

@@ -184,8 +184,10 @@ RunResult Environment::run(Json config) {
       TrainContext tc = base;
       tc.cycle = static_cast<int>(i);
       tc.builder = &ctx;
-      tc.record_sink = [metrics_file, i](const std::string& phase, int64_t epoch,
-                                         const Logs& logs) {
+      int64_t epochs_run = 0;
+      tc.record_sink = [metrics_file, i, &epochs_run](const std::string& phase, int64_t epoch,
+                                                      const Logs& logs) {
+        if (phase == "epoch") ++epochs_run;
         Json line = Json::object(
             {{"cycle", static_cast<int64_t>(i + 1)}, {"epoch", epoch + 1}, {"phase", phase}});
         for (const auto& [k, v] : logs) line.set(k, v);
@@ -288,6 +290,8 @@ RunResult Environment::run(Json config) {
       }
 
       Logs logs = loop->run(tc);
+      base.epochs_before += epochs_run;
+      base.steps_before += tc.global_step;
       CycleResult cr;
       cr.logs = logs;
       cr.weights = result.run_dir / "weights" / ("cycle-" + std::to_string(i + 1) + ".pt");

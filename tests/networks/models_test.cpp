@@ -24,6 +24,22 @@ TEST(OneHeadNet, OnMobileNetV2At40x40x3AsTheOriginalAffnistConfig) {
   EXPECT_EQ(output_shape(*net, {4, 3, 40, 40}), (std::vector<int64_t>{4, 10}));
 }
 
+TEST(OneHeadNet, WithoutBaseModelUsesTheCompactCnnAsTheOriginalMinimalConfig) {
+  // The original README's first config: {"ktf.models.OneHeadNet": {"num_outputs": 10}}.
+  auto net = make_network(R"({"ktf.models.OneHeadNet": {"num_outputs": 10}})", {1, 28, 28}, 10);
+  auto params = net->named_parameters();
+  EXPECT_EQ(params["base_model.0.weight"].sizes(), (c10::IntArrayRef{32, 1, 3, 3}));
+  EXPECT_EQ(params["base_model.10.weight"].sizes(), (c10::IntArrayRef{64, 64, 3, 3}));
+  EXPECT_EQ(params["head.weight"].sizes(), (c10::IntArrayRef{10, 64}));
+  EXPECT_EQ(output_shape(*net, {3, 1, 28, 28}), (std::vector<int64_t>{3, 10}));
+  EXPECT_EQ(output_shape(*net, {2, 1, 4, 4}), (std::vector<int64_t>{2, 10}));
+  EXPECT_CONTAINS(
+      build_error(R"({"ktf.models.OneHeadNet": {"num_outputs": 3, "base_model": null}})",
+                  {1, 8, 8}),
+      "ktf.models.OneHeadNet › base_model: expected a component {\"<name>\": {<arguments>}}, got "
+      "null");
+}
+
 TEST(OneHeadNet, PoolsAFeatureMapBase) {
   for (const char* pooling : {"avg", "max"}) {
     auto net = make_network(std::string(R"({"ktf.models.OneHeadNet": {

@@ -1,7 +1,9 @@
 // TensorBoard event files decode with the vendored protos and hold the logs.
 #include <ktf/components.h>
+#include <ktf/environment.h>
 #include <ktf/tfrecord.h>
 
+#include <algorithm>
 #include <map>
 
 #include "tensorboard/event.pb.h"
@@ -129,6 +131,73 @@ TEST(TensorBoard, EventFilesHoldTheLogs) {
         EXPECT_NE(v.tensor().string_val(0).find("torch::nn::Linear"), std::string::npos);
       }
   EXPECT_TRUE(structure);
+}
+
+TEST(TensorBoard, ALaterCycleContinuesTheStepsOfTheEarlierOnes) {
+  Harness h("tensorboard_cycles");
+  h.ctx.epochs_before = 3;  // as the Environment sets them for a second cycle
+  h.ctx.steps_before = 24;
+  auto loop = h.loop(Json::parse(R"({"ktf.train.KerasTrainLoop": {"num_epochs": 2, "callbacks": [
+      {"tf.keras.callbacks.TensorBoard": {"log_dir": "tb", "histogram_freq": 1, "update_freq": 4}}]}})"));
+  loop->run(h.ctx);
+  auto train = read_events(fs::path(h.run_dir) / "tb" / "train");
+  auto ts = scalars(train);
+  ASSERT_EQ(ts["epoch_loss"].size(), 2u);
+  EXPECT_EQ(ts["epoch_loss"][0].first, 3);
+  EXPECT_EQ(ts["epoch_loss"][1].first, 4);
+  ASSERT_EQ(ts["batch_loss"].size(), 4u);  // 16 steps in this cycle, every 4th
+  EXPECT_EQ(ts["batch_loss"][0].first, 28);
+  EXPECT_EQ(ts["batch_loss"][3].first, 40);
+  std::vector<int64_t> histogram_steps;
+  for (const auto& e : train)
+    for (const auto& v : e.summary().value())
+      if (v.has_histo() && v.tag() == "head/weight") histogram_steps.push_back(e.step());
+  EXPECT_EQ(histogram_steps, (std::vector<int64_t>{3, 4}));
+  auto vs = scalars(read_events(fs::path(h.run_dir) / "tb" / "validation"));
+  ASSERT_EQ(vs["epoch_loss"].size(), 2u);
+  EXPECT_EQ(vs["epoch_loss"][0].first, 3);
+}
+
+TEST(TensorBoard, TwoCycleRunWritesOneContinuousCurve) {
+  // The Environment numbers the second cycle's epochs after the first's, in a second file.
+  std::string run_dir = scratch_dir("train/tensorboard_env");
+  RunOptions options;
+  options.quiet = true;
+  options.threads = 1;
+  options.output_dir = run_dir;
+  Environment env(options, plugins());
+  env.run(Json::parse(R"([
+    {"datasets": {"ktf.datasets.synthetic": {"num_examples": 64, "num_valid": 32,
+                                             "input_shape": [4], "num_classes": 2, "batch_size": 16}},
+     "model": {"ktf.networks.MLP": {"num_outputs": 2, "hidden": [4]}},
+     "loss": {"ktf.losses.CrossEntropy": {"from_logits": true}},
+     "train_loop": {"ktf.train.KerasTrainLoop": {"num_epochs": 3, "verbose": 0, "callbacks": [
+         {"tf.keras.callbacks.TensorBoard": {"log_dir": "tb", "update_freq": 2}}]}}},
+    {"train_loop": {"ktf.train.KerasTrainLoop": {"num_epochs": 2, "verbose": 0, "callbacks": [
+         {"tf.keras.callbacks.TensorBoard": {"log_dir": "tb", "update_freq": 2}}]}}}
+  ])"));
+  std::vector<fs::path> files;
+  for (const auto& f : fs::directory_iterator(fs::path(run_dir) / "tb" / "train"))
+    files.push_back(f.path());
+  ASSERT_EQ(files.size(), 2u);
+  std::vector<int64_t> epoch_steps, batch_steps;
+  for (const auto& file : files) {
+    TFRecordReader reader(file.string());
+    std::string record;
+    while (reader.read(record)) {
+      tensorflow::Event e;
+      ASSERT_TRUE(e.ParseFromString(record));
+      for (const auto& v : e.summary().value()) {
+        if (v.tag() == "epoch_loss") epoch_steps.push_back(e.step());
+        if (v.tag() == "batch_loss") batch_steps.push_back(e.step());
+      }
+    }
+  }
+  std::sort(epoch_steps.begin(), epoch_steps.end());
+  std::sort(batch_steps.begin(), batch_steps.end());
+  EXPECT_EQ(epoch_steps, (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  // 4 steps per epoch, 20 in all, written every 2nd.
+  EXPECT_EQ(batch_steps, (std::vector<int64_t>{2, 4, 6, 8, 10, 12, 14, 16, 18, 20}));
 }
 
 TEST(TensorBoard, WritesInputImages) {

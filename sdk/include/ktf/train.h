@@ -52,6 +52,10 @@ class TrainContext {
   bool stop_training = false;
   int64_t epoch = 0;        ///< current epoch within the cycle
   int64_t global_step = 0;  ///< optimizer steps since the cycle began
+  /// Epochs and optimizer steps of the run's earlier cycles, so that logs which span the run
+  /// (TensorBoard) can number epochs and steps continuously across cycles.
+  int64_t epochs_before = 0;
+  int64_t steps_before = 0;
 
   /// Prints a line (unless quiet) and appends it to the run's log.txt.
   void log(const std::string& line) const;
