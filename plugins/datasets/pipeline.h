@@ -32,12 +32,14 @@ namespace ktf::datasets {
 
 /// Arguments common to every dataset. A reader's options struct derives from it.
 struct PipelineOptions {
-  int64_t batch_size = 64;         ///< examples per training batch
-  int64_t valid_batch_size = 0;    ///< examples per validation batch; 0 = batch_size
-  bool shuffle = true;             ///< reshuffle the training data every epoch
-  std::optional<int64_t> seed;     ///< shuffling/augmentation seed; null = the run's seed
-  bool drop_last = false;          ///< drop the last incomplete training batch
-  int64_t prefetch = 2;            ///< batches prepared ahead on a background thread; 0 = none
+  int64_t batch_size = 64;       ///< examples per training batch
+  int64_t valid_batch_size = 0;  ///< examples per validation batch; 0 = batch_size
+  bool shuffle = true;           ///< reshuffle the training data every epoch
+  std::optional<int64_t> seed;   ///< shuffling/augmentation seed; null = the run's seed
+  bool drop_last = false;        ///< drop the last incomplete training batch
+  /// batches prepared ahead on a background thread; 0 = on the training thread; null = auto
+  /// (2 when a core is free for the thread or the model trains on a GPU, else 0)
+  std::optional<int64_t> prefetch;
   bool scale = true;               ///< divide uint8 data by 255 (to [0, 1])
   std::string dtype = "float32";   ///< input dtype: float32, or uint8 (raw pixels, scale false)
   std::vector<double> mean;        ///< per-channel mean subtracted after scaling; empty = none
@@ -58,8 +60,11 @@ Definition<Dataset, O>& add_pipeline_args(Definition<Dataset, O>& def) {
       .template arg<std::optional<int64_t>>("seed", &O::seed,
                                             "shuffling/augmentation seed; null = the run's seed")
       .template arg<bool>("drop_last", &O::drop_last, "drop the last incomplete training batch")
-      .template arg<int64_t>("prefetch", &O::prefetch,
-                             "batches prepared ahead on a background thread; 0 = none")
+      .template arg<std::optional<int64_t>>(
+          "prefetch", &O::prefetch,
+          "batches prepared ahead on a background thread; 0 = on the training thread; null = "
+          "auto: 2 when a core is free beyond the intra-op threads or training runs on a GPU, "
+          "else 0")
       .template arg<bool>("scale", &O::scale, "divide uint8 data by 255 (to [0, 1])")
       .template arg<std::string>("dtype", &O::dtype,
                                  "input dtype: float32, or uint8 for raw pixels (scale false)",
@@ -84,6 +89,10 @@ uint64_t batch_seed(uint64_t seed, int64_t epoch, int64_t batch);
 torch::Generator make_generator(uint64_t seed);
 /// The permutation of epoch `epoch` for `n` examples (identity when !shuffle).
 torch::Tensor epoch_order(int64_t n, bool shuffle, uint64_t seed, int64_t epoch);
+
+/// prefetch's automatic value on `device`: 2 when a core is free for a background thread (more
+/// hardware threads than libtorch's intra-op threads) or the model trains on a GPU, else 0.
+int64_t auto_prefetch(const torch::Device& device);
 
 /// Everything a stream needs to turn raw examples into batches.
 struct PipelineConfig {

@@ -143,9 +143,7 @@ void LoopRunner::train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs) {
                       "the train step must return a scalar loss, got ",
                       loss.defined() ? loss.sizes() : torch::IntArrayRef{});
     const int64_t n = batch->input.dim() > 0 ? batch->input.size(0) : 1;
-    auto weighted = loss.detach().reshape({}).to(torch::kDouble) * static_cast<double>(n);
-    pass.loss_sum = pass.loss_sum.defined() ? pass.loss_sum + weighted : weighted;
-    pass.examples += n;
+    pass.add_loss(loss.detach(), n);
     const int64_t index = pass.batches++;
     if (ctx.cycle == 0 && epoch == 0 && index == 0) first_step_ = seconds_since_process_start();
     if (!reporting || reporting->last_stepped) after_optimizer_step(ctx);
@@ -190,9 +188,7 @@ void LoopRunner::validate(TrainContext& ctx, int64_t epoch, Logs& logs) {
     auto output = ctx.model->forward(input);
     auto loss = ctx.loss->compute(output, target);
     const int64_t n = input.dim() > 0 ? input.size(0) : 1;
-    auto weighted = loss.reshape({}).to(torch::kDouble) * static_cast<double>(n);
-    pass.loss_sum = pass.loss_sum.defined() ? pass.loss_sum + weighted : weighted;
-    pass.examples += n;
+    pass.add_loss(loss, n);
     ++pass.batches;
     for (auto& m : ctx.metrics) m->update(output, target);
     if (TrainContext::interrupted()) break;

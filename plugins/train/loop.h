@@ -59,8 +59,16 @@ class LoopRunner : public TrainLoop {
 
  private:
   struct Pass {
-    torch::Tensor loss_sum;  ///< sum of batch loss x batch size, on the device
+    torch::Tensor loss_sum;  ///< sum of batch loss x batch size (double, on the device)
     int64_t examples = 0;
+    /// Adds a batch's scalar loss weighted by its size: one in-place op, no host sync.
+    void add_loss(const torch::Tensor& loss, int64_t n) {
+      if (!loss_sum.defined())
+        loss_sum =
+            torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(loss.device()));
+      loss_sum.add_(loss.dim() == 0 ? loss : loss.reshape({}), static_cast<double>(n));
+      examples += n;
+    }
     int64_t batches = 0;
     bool have_outputs = true;  ///< metrics were updated (the step exposed its outputs)
   };
