@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOST = os.path.join(ROOT, "build", "ktf-host")
@@ -79,6 +80,20 @@ def matmul_peak(threads):
     return float(subprocess.check_output([PY, "-c", code], text=True).strip())
 
 
+def load_floor(reps=7):
+    """Median wall time of `ktf-host --version` (loads libtorch and its libraries, does nothing),
+    and of Python's `import torch`, for reading the start-up row."""
+    def wall(cmd):
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+    return {"ktf_host_version": wall([HOST, "--version"]),
+            "python_import_torch": wall([PY, "-c", "import torch"])}
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -116,11 +131,12 @@ def main():
         out = subprocess.check_output([PIPELINE, PLUGINS, cfg("pipeline"), "5"], text=True)
         pipeline.append(json.loads(out.strip().splitlines()[-1])["samples_per_second"])
     peak = matmul_peak(a.threads)
-    write_report(a, results, pipeline, peak)
+    floor = load_floor()
+    write_report(a, results, pipeline, peak, floor)
     shutil.rmtree(work, ignore_errors=True)
 
 
-def write_report(a, results, pipeline, peak):
+def write_report(a, results, pipeline, peak, floor):
     def med(name, impl, key):
         return median([r[key] for r in results[name][impl]])
 
@@ -144,7 +160,7 @@ def write_report(a, results, pipeline, peak):
     add("MLP 784-256-128-10 throughput (samples/s)", "mlp", "samples_per_second", 1.5, True)
     add("CNN throughput (samples/s)", "cnn", "samples_per_second", 1.05, True)
     add("ResNet-18 throughput (samples/s)", "resnet", "samples_per_second", 1.05, True, "{:.1f}")
-    add("tiny MLP 784-32-10: time per step (ms)", "tiny", "seconds_per_step", 0.5, False, "{:.4f}")
+    add("tiny MLP 784-32-10: time per step (ms)", "tiny", "seconds_per_step", 0.5, False, "{:.7f}")
     add("CNN: training time to 0.90 test accuracy (s)", "cnn_to_090", "time_to_target", 1.0, False, "{:.1f}")
     add("start-up to first step, minus data decoding (s), MLP", "mlp", "startup_minus_data", None, False, "{:.3f}")
     add("start-up to first step, total (s), MLP", "mlp", "startup_to_first_step", None, False, "{:.3f}")
@@ -186,13 +202,21 @@ def write_report(a, results, pipeline, peak):
         f"- CNN achieved {gflops:.1f} GFLOP/s (3 × {CNN_FWD_FLOPS / 1e6:.2f} MFLOP per sample × samples/s) "
         f"against a measured fp32 matmul peak of {peak:.1f} GFLOP/s (2048² `torch.mm`, same threads): "
         f"{100 * gflops / peak:.0f} % (target ≥ 75 %): " + ("met." if gflops / peak >= 0.75 else "**not met**."),
+        f"- Loading alone: `ktf-host --version` (loads libtorch and the libraries it needs, does "
+        f"nothing) takes {floor['ktf_host_version']:.3f} s wall time; `import torch` in Python "
+        f"takes {floor['python_import_torch']:.3f} s (medians of 7).",
     ]
+    notes = os.path.join(ROOT, "bench", "notes.md")
+    if os.path.exists(notes):
+        lines += ["", open(notes).read().rstrip()]
+    os.makedirs(a.out, exist_ok=True)
     md = os.path.join(a.out, "benchmarks.md")
     with open(md, "w") as f:
         f.write("\n".join(lines) + "\n\n![ktf vs PyTorch](benchmarks.png)\n")
     raw = os.path.join(a.out, "benchmarks.json")
     with open(raw, "w") as f:
-        json.dump({"results": results, "pipeline": pipeline, "matmul_peak_gflops": peak}, f, indent=1)
+        json.dump({"results": results, "pipeline": pipeline, "matmul_peak_gflops": peak,
+                   "load_floor_seconds": floor}, f, indent=1)
     try:
         import matplotlib
         matplotlib.use("Agg")

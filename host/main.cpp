@@ -133,7 +133,7 @@ std::shared_ptr<ktf::Dataset> build_first_dataset(const std::string& config_path
 int run(int argc, char** argv) {
   po::options_description opts("options");
   std::vector<std::string> plugin_sources, overrides;
-  std::string config_path, device, output_dir, list_kind, describe_name;
+  std::string config_path, device, output_dir, list_kind, describe_name, memory_format;
   int threads = 0;
   uint64_t seed = 0;
   opts.add_options()("help,h", "show this help")(
@@ -144,6 +144,8 @@ int run(int argc, char** argv) {
       "override PTR=JSON, PTR a JSON Pointer into the config (repeatable)")(
       "device", po::value(&device)->default_value("auto"), "auto | cpu | cuda | cuda:N")(
       "threads", po::value(&threads)->default_value(0), "intra-op threads (0 = all cores)")(
+      "memory-format", po::value(&memory_format)->default_value("contiguous"),
+      "layout of image inputs and convolution weights: contiguous (NCHW) | channels_last (NHWC)")(
       "seed", po::value(&seed), "random seed (default 0)")(
       "output-dir,o", po::value(&output_dir), "run directory (default runs/<config>-<time>)")(
       "dry-run", "build every cycle, run one batch forward and backward, print shapes, exit")(
@@ -241,6 +243,7 @@ int run(int argc, char** argv) {
     eval.cycle = vm["cycle"].as<int>();
     eval.device = device;
     eval.threads = threads;
+    eval.memory_format = memory_format;
     eval.overrides = overrides;
     eval.quiet = vm.count("quiet") > 0;
     if (vm.count("predictions")) eval.predictions = vm["predictions"].as<std::string>();
@@ -251,6 +254,7 @@ int run(int argc, char** argv) {
   ktf::RunOptions options;
   options.device = device;
   options.threads = threads;
+  options.memory_format = memory_format;
   if (vm.count("seed")) options.seed = seed;
   options.output_dir = output_dir;
   options.dry_run = vm.count("dry-run") > 0;

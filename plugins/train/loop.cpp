@@ -136,7 +136,7 @@ void LoopRunner::train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs) {
   while (limit < 0 || pass.batches < limit) {
     auto batch = data.next();
     if (!batch) break;
-    batch->input = to_device(batch->input, ctx.device);
+    batch->input = model_input(batch->input, ctx.device, ctx.input_format);
     batch->target = to_device(batch->target, ctx.device);
     torch::Tensor loss = step_->step(ctx, *batch);
     KTF_CHECK_RUNTIME(loss.defined() && loss.numel() == 1,
@@ -183,7 +183,7 @@ void LoopRunner::validate(TrainContext& ctx, int64_t epoch, Logs& logs) {
   while (limit < 0 || pass.batches < limit) {
     auto batch = data.next();
     if (!batch) break;
-    auto input = to_device(batch->input, ctx.device);
+    auto input = model_input(batch->input, ctx.device, ctx.input_format);
     auto target = to_device(batch->target, ctx.device);
     auto output = ctx.model->forward(input);
     auto loss = ctx.loss->compute(output, target);

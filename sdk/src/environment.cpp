@@ -223,6 +223,9 @@ RunResult Environment::run(Json config) {
                " with its trained weights");
       }
       model->to(device);
+      tc.input_format = choose_memory_format(*model, options_.memory_format);
+      if (tc.input_format == torch::MemoryFormat::ChannelsLast && i == 0)
+        tc.log(label + ": 4-D inputs and weights are channels_last (NHWC)");
 
       auto loss = std::static_pointer_cast<Loss>(build("loss", Kind::Loss, cycle.at("loss")));
       loss->to(device);
@@ -274,7 +277,8 @@ RunResult Environment::run(Json config) {
         auto batch = tc.train_data->next();
         if (!batch) throw Error("the training data is empty", {label, "datasets"});
         model->train();
-        auto x = batch->input.to(device), y = batch->target.to(device);
+        auto x = model_input(batch->input, device, tc.input_format);
+        auto y = batch->target.to(device);
         auto out = model->forward(x);
         auto l = loss->compute(out, y);
         l.backward();

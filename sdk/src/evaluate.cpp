@@ -56,6 +56,7 @@ EvaluateResult evaluate(const EvaluateOptions& options, Registry& registry) {
                 "' into the model: " + e.what_without_backtrace());
   }
   model->to(device);
+  const auto format = choose_memory_format(*model, options.memory_format);
   model->eval();
   auto loss = std::static_pointer_cast<Loss>(build("loss", Kind::Loss, cycle.at("loss")));
   loss->to(device);
@@ -81,7 +82,7 @@ EvaluateResult evaluate(const EvaluateOptions& options, Registry& registry) {
   torch::InferenceMode guard;
   stream->start_epoch(0);
   while (auto batch = stream->next()) {
-    auto x = batch->input.to(device), y = batch->target.to(device);
+    auto x = model_input(batch->input, device, format), y = batch->target.to(device);
     auto out = model->forward(x);
     int64_t bs = x.size(0);
     loss_sum += loss->compute(out, y).to(torch::kDouble) * bs;

@@ -83,4 +83,35 @@ int64_t count_parameters(torch::nn::Module& module, bool trainable_only) {
   return n;
 }
 
+torch::Tensor model_input(const torch::Tensor& x, torch::Device device,
+                          torch::MemoryFormat format) {
+  if (!x.defined()) return x;
+  torch::Tensor y = x.device() == device ? x : x.to(device, /*non_blocking=*/true);
+  if (format != torch::MemoryFormat::Contiguous && y.dim() == 4 && !y.is_contiguous(format))
+    y = y.contiguous(format);
+  return y;
+}
+
+namespace {
+
+/// Converts every 4-D parameter and buffer of `model` to `format` (values unchanged).
+void convert_4d(torch::nn::Module& model, torch::MemoryFormat format) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : model.parameters())
+    if (p.dim() == 4 && !p.is_contiguous(format)) p.set_data(p.data().contiguous(format));
+  for (auto& b : model.buffers())
+    if (b.dim() == 4 && !b.is_contiguous(format)) b.set_data(b.data().contiguous(format));
+}
+
+}  // namespace
+
+torch::MemoryFormat choose_memory_format(Network& model, const std::string& mode) {
+  if (mode != "channels_last" && mode != "contiguous")
+    throw Error("memory format '" + mode + "': expected contiguous or channels_last");
+  const auto format =
+      mode == "channels_last" ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+  convert_4d(model, format);
+  return format;
+}
+
 }  // namespace ktf

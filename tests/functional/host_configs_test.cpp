@@ -201,6 +201,32 @@ TEST(HostConfigs, OriginalToolsMinimalConfigTrains) {
   EXPECT_LT(m.at("val_loss").as_number(), 1.0) << line;
 }
 
+TEST(HostMemoryFormat, ChannelsLastTrainsAndEvaluatesAndABadFormatIsAnError) {
+  std::string out = ktf::test::scratch_dir("channels_last");
+  const std::string config = std::string(KTF_SOURCE_DIR) + "/configs/fashion_mnist_cnn.json";
+  const std::string loop = " --set /0/train_loop/ktf.train.KerasTrainLoop/";
+  auto r = host("-c " + config + " -o " + out + " --memory-format channels_last" + loop +
+                "num_epochs=1" + loop + "steps_per_epoch=150" + loop + "num_valid_steps=20" + loop +
+                "verbose=2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("cycle 1: 4-D inputs and weights are channels_last (NHWC)"),
+            std::string::npos)
+      << r.output;
+  std::ifstream metrics(out + "/metrics.jsonl");
+  std::string line;
+  ASSERT_TRUE(std::getline(metrics, line));
+  EXPECT_GT(Json::parse(line).at("val_accuracy").as_number(), 0.6) << line;
+  auto e = host("--evaluate " + out + " --memory-format channels_last");
+  EXPECT_EQ(e.exit_code, 0) << e.output;
+  EXPECT_NE(e.output.find("10000 examples"), std::string::npos) << e.output;
+
+  auto bad = host("-c " + config + " -o " + out + "_bad --memory-format nhwc");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("memory format 'nhwc': expected contiguous or channels_last"),
+            std::string::npos)
+      << bad.output;
+}
+
 TEST(HostInterrupt, SigintWritesCheckpointAndExits130) {
   std::string out = ktf::test::scratch_dir("interrupt");
   std::string cmd = host_command(

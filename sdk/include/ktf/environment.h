@@ -23,10 +23,11 @@
 namespace ktf {
 
 struct RunOptions {
-  std::string device = "auto";       ///< auto | cpu | cuda | cuda:N
-  int threads = 0;                   ///< intra-op threads; 0 = all cores
-  std::optional<uint64_t> seed;      ///< default 0
-  std::filesystem::path output_dir;  ///< default runs/<config>-<time>
+  std::string device = "auto";               ///< auto | cpu | cuda | cuda:N
+  int threads = 0;                           ///< intra-op threads; 0 = all cores
+  std::string memory_format = "contiguous";  ///< or "channels_last" (choose_memory_format)
+  std::optional<uint64_t> seed;              ///< default 0
+  std::filesystem::path output_dir;          ///< default runs/<config>-<time>
   bool dry_run = false;
   bool quiet = false;
   std::vector<std::string> overrides;  ///< "POINTER=JSON", applied before validation

@@ -24,6 +24,7 @@ struct EvaluateOptions {
   int cycle = 0;  ///< 1-based cycle whose weights to load; 0 = the last
   std::string device = "auto";
   int threads = 0;
+  std::string memory_format = "contiguous";  ///< or "channels_last" (choose_memory_format)
   std::filesystem::path predictions;   ///< CSV path; default <run_dir>/predictions-cycle-<k>.csv
   std::vector<std::string> overrides;  ///< POINTER=JSON applied to the resolved config
   bool quiet = false;

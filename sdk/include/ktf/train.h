@@ -56,6 +56,9 @@ class TrainContext {
   /// (TensorBoard) can number epochs and steps continuously across cycles.
   int64_t epochs_before = 0;
   int64_t steps_before = 0;
+  /// Memory format the model's 4-D inputs should have (see choose_memory_format); loops pass
+  /// every batch through model_input().
+  torch::MemoryFormat input_format = torch::MemoryFormat::Contiguous;
 
   /// Prints a line (unless quiet) and appends it to the run's log.txt.
   void log(const std::string& line) const;
@@ -84,5 +87,15 @@ double seconds_since_process_start();
 
 /// Number of parameters (elements) of a module; `trainable_only` counts requires_grad ones.
 int64_t count_parameters(torch::nn::Module& module, bool trainable_only = false);
+
+/// A batch input as the model wants it: on `device`, and a 4-D tensor in `format`.
+torch::Tensor model_input(const torch::Tensor& x, torch::Device device, torch::MemoryFormat format);
+
+/// Converts a model's 4-D parameters and buffers to the memory format `mode` names and returns
+/// it: "contiguous" (NCHW, the default) or "channels_last" (NHWC, which oneDNN's convolutions and
+/// libtorch's pooling may prefer). Values are unchanged; only strides differ. Throws ktf::Error for
+/// another mode. (Measured on the 2-core development machine, NHWC made the benchmark CNN slower,
+/// 17.2 against 14.8 ms per step, and ResNet-18 no faster within noise: see docs/benchmarks.md.)
+torch::MemoryFormat choose_memory_format(Network& model, const std::string& mode);
 
 }  // namespace ktf
