@@ -1,6 +1,19 @@
 // Adam and AdamW (decoupled weight decay).
+//
+// When every parameter shares one dtype and device and is dense (the usual case), the optimizer is
+// a FlatAdam: the parameters and their gradients become views of two flat buffers, so one update
+// is about ten whole-buffer ops instead of about ten per parameter tensor. It derives from
+// torch::optim::Adam / AdamW (same options, same update formula, element for element) and
+// implements ktf::FlatGradients, so the train step zeroes the gradient buffer in one op and
+// backward accumulates into it. Like zero_grad(set_to_none=false) in PyTorch, a parameter that got
+// no gradient in a step is updated with a zero gradient (torch's Adam would skip it).
+// Anything that re-points a parameter or a gradient (torch::load, .to(device), set_to_none) is
+// noticed at the next step and the parameter is copied back into the buffer. When the optimizer
+// is destroyed (at the end of a cycle), every parameter gets its own storage back.
 #include <ktf/components.h>
 #include <ktf/registry.h>
+
+#include <cmath>
 
 #include "optimizers.h"
 
@@ -31,27 +44,174 @@ void check(const AdamOptionsT<Decoupled>& o) {
   KTF_CHECK(o.weight_decay >= 0, "weight_decay must be >= 0, got ", o.weight_decay);
 }
 
-std::shared_ptr<Optimizer> make_adam(const AdamOptions& o, BuildContext& ctx) {
-  check(o);
-  const auto& params = trainable_parameters(ctx);
-  return torch_call([&] {
-    return std::make_shared<torch::optim::Adam>(params, torch::optim::AdamOptions(o.learning_rate)
-                                                            .betas({o.beta_1, o.beta_2})
-                                                            .eps(o.epsilon)
-                                                            .weight_decay(o.weight_decay)
-                                                            .amsgrad(o.amsgrad));
-  });
+/// True when the parameters can share one flat buffer: one dtype and device, dense, no overlap.
+bool flattenable(const std::vector<torch::Tensor>& params) {
+  for (const auto& p : params)
+    if (p.layout() != torch::kStrided || !p.is_non_overlapping_and_dense() ||
+        p.scalar_type() != params.front().scalar_type() || p.device() != params.front().device())
+      return false;
+  return !params.empty();
 }
 
-std::shared_ptr<Optimizer> make_adamw(const AdamWOptions& o, BuildContext& ctx) {
+/// Adam (Decoupled = false) or AdamW over flat buffers; see the file comment.
+template <class Base, class Options, bool Decoupled>
+class FlatAdam : public Base, public FlatGradients {
+ public:
+  FlatAdam(const std::vector<torch::Tensor>& params, const Options& options)
+      : Base(params, options), params_(params) {
+    torch::NoGradGuard no_grad;
+    int64_t total = 0;
+    for (const auto& p : params_) {
+      offsets_.push_back(total);
+      total += p.numel();
+    }
+    auto opts = params_.front().options();
+    flat_ = torch::empty({total}, opts);
+    grad_ = torch::zeros({total}, opts);
+    exp_avg_ = torch::zeros({total}, opts);
+    exp_avg_sq_ = torch::zeros({total}, opts);
+    for (size_t i = 0; i < params_.size(); ++i) {
+      param_views_.push_back(view_of(flat_, i));
+      grad_views_.push_back(view_of(grad_, i));
+      adopt_param(i);
+      params_[i].mutable_grad() = grad_views_[i];
+    }
+  }
+
+  /// Gives every parameter still in the buffer its own storage back, so that a later optimizer
+  /// (the next cycle's) and saved weights do not carry this buffer along.
+  ~FlatAdam() override {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (is_view(params_[i], param_views_[i])) params_[i].set_data(params_[i].detach().clone());
+      if (is_view(params_[i].grad(), grad_views_[i])) params_[i].mutable_grad() = torch::Tensor();
+    }
+  }
+
+  void zero_gradients() override {
+    grad_.zero_();
+    for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = grad_views_[i];
+  }
+
+  torch::Tensor step(torch::optim::Optimizer::LossClosure closure = nullptr) override {
+    torch::Tensor loss;
+    if (closure) {
+      torch::AutoGradMode enable(true);
+      loss = closure();
+    }
+    torch::NoGradGuard no_grad;
+    sync();
+    auto& o = static_cast<Options&>(this->param_groups().front().options());
+    ++steps_;
+    const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
+    const double correction1 = 1 - std::pow(beta1, static_cast<double>(steps_));
+    const double correction2 = 1 - std::pow(beta2, static_cast<double>(steps_));
+    torch::Tensor g = grad_;
+    if (o.weight_decay() != 0) {
+      if (Decoupled)
+        flat_.mul_(1 - o.lr() * o.weight_decay());
+      else
+        g = g.add(flat_, o.weight_decay());
+    }
+    exp_avg_.mul_(beta1).add_(g, 1 - beta1);
+    exp_avg_sq_.mul_(beta2).addcmul_(g, g, 1 - beta2);
+    torch::Tensor second = exp_avg_sq_;
+    if (o.amsgrad()) {
+      if (!max_exp_avg_sq_.defined()) max_exp_avg_sq_ = torch::zeros_like(exp_avg_sq_);
+      torch::max_out(max_exp_avg_sq_, max_exp_avg_sq_, exp_avg_sq_);
+      second = max_exp_avg_sq_;
+    }
+    auto denom = (second.sqrt() / std::sqrt(correction2)).add_(o.eps());
+    flat_.addcdiv_(exp_avg_, denom, -o.lr() / correction1);
+    return loss;
+  }
+
+  void save(torch::serialize::OutputArchive& archive) const override {
+    Base::save(archive);
+    archive.write("ktf_flat_steps", torch::tensor(steps_, torch::kLong));
+    archive.write("ktf_flat_exp_avg", exp_avg_);
+    archive.write("ktf_flat_exp_avg_sq", exp_avg_sq_);
+    if (max_exp_avg_sq_.defined()) archive.write("ktf_flat_max_exp_avg_sq", max_exp_avg_sq_);
+  }
+
+  void load(torch::serialize::InputArchive& archive) override {
+    Base::load(archive);
+    torch::Tensor steps, m, v, vmax;
+    KTF_CHECK(archive.try_read("ktf_flat_steps", steps) &&
+                  archive.try_read("ktf_flat_exp_avg", m) &&
+                  archive.try_read("ktf_flat_exp_avg_sq", v),
+              "the optimizer state was not saved by ktf's flat Adam");
+    KTF_CHECK(m.numel() == exp_avg_.numel(), "the saved optimizer state has ", m.numel(),
+              " elements, the parameters ", exp_avg_.numel());
+    torch::NoGradGuard no_grad;
+    steps_ = steps.item<int64_t>();
+    exp_avg_.copy_(m);
+    exp_avg_sq_.copy_(v);
+    if (archive.try_read("ktf_flat_max_exp_avg_sq", vmax))
+      max_exp_avg_sq_ = vmax.to(exp_avg_.options());
+  }
+
+ private:
+  /// Parameter i's slice of `buffer`, with the parameter's shape and strides. It shares the
+  /// buffer's storage without being an autograd view, so libtorch's zero_grad() (detach_) works.
+  torch::Tensor view_of(const torch::Tensor& buffer, size_t i) const {
+    const auto& p = params_[i];
+    torch::Tensor slice = torch::empty({0}, buffer.options());
+    slice.set_(buffer.storage(), offsets_[i], p.sizes(), p.strides());
+    return slice;
+  }
+  bool is_view(const torch::Tensor& t, const torch::Tensor& view) const {
+    return t.defined() && t.data_ptr() == view.data_ptr() && t.strides() == view.strides();
+  }
+  /// Copies parameter i into the buffer and makes it a view of it.
+  void adopt_param(size_t i) {
+    param_views_[i].copy_(params_[i].detach());
+    params_[i].set_data(param_views_[i]);
+  }
+  /// Puts back into the buffers any parameter or gradient that was re-pointed since last step.
+  void sync() {
+    for (size_t i = 0; i < params_.size(); ++i) {
+      auto& p = params_[i];
+      if (!is_view(p, param_views_[i])) {
+        KTF_CHECK_RUNTIME(p.sizes() == param_views_[i].sizes() && p.device() == flat_.device() &&
+                              p.scalar_type() == flat_.scalar_type(),
+                          "a parameter of the flat Adam changed shape, device or dtype");
+        adopt_param(i);
+      }
+      auto& g = p.mutable_grad();
+      if (is_view(g, grad_views_[i])) continue;
+      if (g.defined())
+        grad_views_[i].copy_(g);
+      else
+        grad_views_[i].zero_();
+      g = grad_views_[i];
+    }
+  }
+
+  std::vector<torch::Tensor> params_;
+  std::vector<int64_t> offsets_;
+  torch::Tensor flat_, grad_, exp_avg_, exp_avg_sq_, max_exp_avg_sq_;
+  std::vector<torch::Tensor> param_views_, grad_views_;
+  int64_t steps_ = 0;
+};
+
+/// Adam (Decoupled = false) or AdamW from the Keras-named options: flat when the parameters allow.
+template <bool Decoupled>
+std::shared_ptr<Optimizer> make(const AdamOptionsT<Decoupled>& o, BuildContext& ctx) {
+  using Torch = std::conditional_t<Decoupled, torch::optim::AdamW, torch::optim::Adam>;
+  using TorchOptions =
+      std::conditional_t<Decoupled, torch::optim::AdamWOptions, torch::optim::AdamOptions>;
   check(o);
   const auto& params = trainable_parameters(ctx);
-  return torch_call([&] {
-    return std::make_shared<torch::optim::AdamW>(params, torch::optim::AdamWOptions(o.learning_rate)
-                                                             .betas({o.beta_1, o.beta_2})
-                                                             .eps(o.epsilon)
-                                                             .weight_decay(o.weight_decay)
-                                                             .amsgrad(o.amsgrad));
+  auto options = TorchOptions(o.learning_rate)
+                     .betas({o.beta_1, o.beta_2})
+                     .eps(o.epsilon)
+                     .weight_decay(o.weight_decay)
+                     .amsgrad(o.amsgrad);
+  return torch_call([&]() -> std::shared_ptr<Optimizer> {
+    if (flattenable(params))
+      return std::make_shared<FlatAdam<Torch, TorchOptions, Decoupled>>(params, options);
+    return std::make_shared<Torch>(params, options);
   });
 }
 
@@ -80,7 +240,7 @@ void register_adam(Registrar& r) {
                   "L2 penalty added to the gradient as in torch.optim.Adam, >= 0 (default 0); for "
                   "decoupled decay (Keras >= 2.11 semantics) use ktf.optimizers.AdamW")
             .example(Json::object({{"learning_rate", 0.001}}))
-            .build(make_adam));
+            .build(make<false>));
   r.add(adam_args(define<Optimizer, AdamWOptions>(
                       "ktf.optimizers.AdamW",
                       "AdamW: Adam with decoupled weight decay (Loshchilov & Hutter)")
@@ -89,7 +249,7 @@ void register_adam(Registrar& r) {
                   "decoupled decay: w -= learning_rate * weight_decay * w each step, >= 0 "
                   "(default 0.004 as Keras; torch uses 0.01)")
             .example(Json::object({{"learning_rate", 0.001}, {"weight_decay", 0.01}}))
-            .build(make_adamw));
+            .build(make<true>));
 }
 
 }  // namespace ktf::optimizers

@@ -23,8 +23,10 @@ std::vector<torch::Tensor> grads_of(Optimizer& optimizer) {
   return grads;
 }
 
-/// Sets every gradient to undefined (zero_grad with set_to_none, on libtorch 1.13 and 2.x).
+/// Sets every gradient to undefined (zero_grad with set_to_none, on libtorch 1.13 and 2.x), or
+/// zeroes an optimizer's own gradient storage in place (ktf::FlatGradients).
 void clear_grads(Optimizer& optimizer) {
+  if (auto* flat = dynamic_cast<FlatGradients*>(&optimizer)) return flat->zero_gradients();
   for (auto& group : optimizer.param_groups())
     for (auto& p : group.params()) p.mutable_grad() = torch::Tensor();
 }
@@ -76,7 +78,8 @@ class SupervisedStep : public ReportingStep {
       }
     }
     ctx.optimizer->step();
-    clear_grads(*ctx.optimizer);
+    // Gradients are not kept past the step (memory), except in an optimizer's own storage.
+    if (!dynamic_cast<FlatGradients*>(ctx.optimizer.get())) clear_grads(*ctx.optimizer);
     pending_ = 0;
   }
 

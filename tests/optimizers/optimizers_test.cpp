@@ -5,6 +5,7 @@
 #include <ktf/error.h>
 
 #include <cmath>
+#include <sstream>
 
 #include "expect_error.h"
 #include "plugins_fixture.h"
@@ -109,6 +110,127 @@ TEST(Adam, WeightDecayIsL2WhileAdamWDecouplesIt) {
   auto& defaults = static_cast<torch::optim::AdamWOptions&>(
       make("ktf.optimizers.AdamW", Json::object(), {param({1.0})})->param_groups()[0].options());
   EXPECT_EQ(defaults.weight_decay(), 0.004);  // Keras default, not torch's 0.01
+}
+
+/// Parameters of several shapes (one of them channels_last) and a copy of them.
+std::vector<torch::Tensor> shapes_params(int64_t seed) {
+  torch::manual_seed(seed);
+  std::vector<torch::Tensor> out{
+      torch::randn({4, 3, 3, 3}, torch::kDouble), torch::randn({4}, torch::kDouble),
+      torch::randn({5, 7}, torch::kDouble),
+      torch::randn({2, 3, 2, 2}, torch::kDouble).contiguous(torch::MemoryFormat::ChannelsLast)};
+  for (auto& t : out) t.requires_grad_(true);
+  return out;
+}
+std::vector<torch::Tensor> copies(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : params) out.push_back(p.detach().clone().requires_grad_(true));
+  return out;
+}
+/// A loss whose gradient differs per element and per step.
+torch::Tensor wobbly_loss(const std::vector<torch::Tensor>& params, int step) {
+  torch::Tensor loss = torch::zeros({}, torch::kDouble);
+  for (size_t i = 0; i < params.size(); ++i)
+    loss = loss + (params[i].pow(2) * (0.3 + 0.1 * static_cast<double>(i + step))).sum() +
+           params[i].sin().sum();
+  return loss;
+}
+
+TEST(Adam, FlatBuffersGiveTorchsUpdateElementForElement) {
+  for (const auto& [name, args] : std::vector<std::pair<std::string, Json>>{
+           {"ktf.optimizers.Adam", Json::object({{"learning_rate", 0.05}})},
+           {"ktf.optimizers.Adam",
+            Json::object({{"learning_rate", 0.05}, {"weight_decay", 0.1}, {"amsgrad", true}})},
+           {"ktf.optimizers.AdamW",
+            Json::object({{"learning_rate", 0.05}, {"weight_decay", 0.2}})}}) {
+    SCOPED_TRACE(name + " " + args.dump());
+    auto flat_params = shapes_params(3);
+    auto ref_params = copies(flat_params);
+    auto flat = make(name, args, flat_params);
+    ASSERT_TRUE(dynamic_cast<ktf::FlatGradients*>(flat.get()));
+    const bool decoupled = name == "ktf.optimizers.AdamW";
+    const auto& a = args;
+    auto lr = a.at("learning_rate").as_number();
+    auto wd = a.find("weight_decay") ? a.at("weight_decay").as_number() : 0.0;
+    bool ams = a.find("amsgrad") && a.at("amsgrad").as_bool();
+    std::shared_ptr<torch::optim::Optimizer> ref;
+    if (decoupled)
+      ref = std::make_shared<torch::optim::AdamW>(
+          ref_params, torch::optim::AdamWOptions(lr).eps(1e-7).weight_decay(wd).amsgrad(ams));
+    else
+      ref = std::make_shared<torch::optim::Adam>(
+          ref_params, torch::optim::AdamOptions(lr).eps(1e-7).weight_decay(wd).amsgrad(ams));
+    for (int step = 0; step < 6; ++step) {
+      dynamic_cast<ktf::FlatGradients*>(flat.get())->zero_gradients();
+      wobbly_loss(flat_params, step).backward();
+      flat->step();
+      for (auto& p : ref_params) p.mutable_grad() = torch::Tensor();
+      wobbly_loss(ref_params, step).backward();
+      ref->step();
+    }
+    for (size_t i = 0; i < flat_params.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(flat_params[i], ref_params[i], 1e-12, 1e-12)) << i;
+      EXPECT_EQ(flat_params[i].strides(), ref_params[i].strides()) << i;  // layout kept
+    }
+  }
+}
+
+TEST(Adam, FlatBuffersSurviveReplacedParametersAndGradientsAndSaveTheirState) {
+  auto params = shapes_params(5);
+  auto ref_params = copies(params);
+  auto opt = make("ktf.optimizers.Adam", Json::object({{"learning_rate", 0.1}}), params);
+  auto ref =
+      std::make_shared<torch::optim::Adam>(ref_params, torch::optim::AdamOptions(0.1).eps(1e-7));
+  auto both = [&](int step) {
+    wobbly_loss(params, step).backward();
+    opt->step();
+    wobbly_loss(ref_params, step).backward();
+    ref->step();
+  };
+  opt->zero_grad();  // libtorch's own zero_grad (to none on 2.x, in place on 1.13)
+  ref->zero_grad();
+  both(0);
+  {
+    // As torch::load does: the parameter is re-pointed at new storage with new values.
+    torch::NoGradGuard no_grad;
+    auto replacement = params[2].detach().clone() + 1.0;
+    params[2].set_(replacement);
+    ref_params[2].add_(1.0);
+  }
+  for (auto& p : params) p.mutable_grad() = torch::Tensor();  // set_to_none by someone else
+  for (auto& p : ref_params) p.mutable_grad() = torch::Tensor();
+  both(1);
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_TRUE(torch::allclose(params[i], ref_params[i], 1e-12, 1e-12)) << i;
+
+  // Saved state restores the moments: a restored optimizer continues identically.
+  std::stringstream saved;
+  {
+    torch::serialize::OutputArchive archive;
+    opt->save(archive);
+    archive.save_to(saved);
+  }
+  auto again = copies(params);
+  auto restored = make("ktf.optimizers.Adam", Json::object({{"learning_rate", 0.1}}), again);
+  {
+    torch::serialize::InputArchive archive;
+    archive.load_from(saved);
+    restored->load(archive);
+  }
+  dynamic_cast<ktf::FlatGradients*>(opt.get())->zero_gradients();
+  dynamic_cast<ktf::FlatGradients*>(restored.get())->zero_gradients();
+  wobbly_loss(params, 2).backward();
+  opt->step();
+  wobbly_loss(again, 2).backward();
+  restored->step();
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_TRUE(torch::allclose(params[i], again[i], 1e-12, 1e-12)) << i;
+
+  // Destroying the optimizer gives each parameter its own storage again.
+  auto before = params[1].detach().clone();
+  opt.reset();
+  EXPECT_EQ(params[1].storage().nbytes(), static_cast<size_t>(params[1].numel()) * sizeof(double));
+  EXPECT_TRUE(torch::equal(params[1], before));
 }
 
 TEST(RMSprop, FirstStepPutsEpsilonOutsideTheRoot) {

@@ -97,6 +97,17 @@ class Loss {
 
 using Optimizer = torch::optim::Optimizer;
 
+/// Implemented by an optimizer that keeps its parameters' gradients in storage of its own (e.g.
+/// one flat buffer, so that its update is a few whole-buffer ops instead of a few per parameter).
+/// A train step then calls zero_gradients() where it would set every .grad to none, and backward
+/// accumulates into that storage.
+class FlatGradients {
+ public:
+  virtual ~FlatGradients() = default;
+  /// Zeroes every gradient in place (one op), keeping each .grad a view of the optimizer's storage.
+  virtual void zero_gradients() = 0;
+};
+
 class LrSchedule {
  public:
   virtual ~LrSchedule() = default;
