@@ -106,7 +106,18 @@ def main():
     p.add_argument("--skip-resnet", action="store_true")
     p.add_argument("--skip-target", action="store_true", help="skip time-to-0.90 (the longest part)")
     p.add_argument("--out", default=os.path.join(ROOT, "docs"))
+    p.add_argument("--cases", default="",
+                   help="comma-separated subset of mlp,cnn,tiny,resnet,cnn_to_090 (default: all)")
+    p.add_argument("--report-only", action="store_true",
+                   help="rewrite benchmarks.md/.png from the measurements in OUT/benchmarks.json "
+                        "(e.g. after editing bench/notes.md); runs nothing")
     a = p.parse_args()
+    if a.report_only:
+        raw = json.load(open(os.path.join(a.out, "benchmarks.json")))
+        a.reps = raw.get("reps", a.reps)
+        write_report(a, raw["results"], raw["pipeline"], raw["matmul_peak_gflops"],
+                     raw["load_floor_seconds"])
+        return
     work = tempfile.mkdtemp(prefix="ktf-bench-")
     cfg = lambda name: os.path.join(ROOT, "bench", "configs", name + ".json")
     cases = [("mlp", "mlp", []), ("cnn", "cnn", []), ("tiny", "tiny", [])]
@@ -114,6 +125,8 @@ def main():
         cases.append(("resnet", "resnet", ["--steps", "40"]))
     if not a.skip_target:
         cases.append(("cnn_to_090", "cnn", ["--epochs", "6", "--eval"]))
+    if a.cases:
+        cases = [c for c in cases if c[0] in a.cases.split(",")]
     results = {name: {"ktf": [], "pytorch": []} for name, _, _ in cases}
     for rep in range(a.reps):
         for name, model, extra in cases:
@@ -126,6 +139,20 @@ def main():
                 else:
                     r = run_reference(model, a.threads, rep, extra)
                 results[name][impl].append(r)
+    if a.cases:  # a subset: print the medians and keep the raw runs; the report needs every case
+        summary = {}
+        for name in results:
+            k = median([r["samples_per_second"] for r in results[name]["ktf"]])
+            t = median([r["samples_per_second"] for r in results[name]["pytorch"]])
+            summary[name] = {"ktf_samples_per_second": k, "pytorch_samples_per_second": t,
+                             "ratio": k / t, "runs": results[name]}
+            print(f"bench: {name}: ktf {k:.1f} samples/s, PyTorch {t:.1f} samples/s, "
+                  f"ratio {k / t:.3f}")
+        os.makedirs(a.out, exist_ok=True)
+        with open(os.path.join(a.out, f"benchmarks-{a.cases.replace(',', '-')}.json"), "w") as f:
+            json.dump(summary, f, indent=1)
+        shutil.rmtree(work, ignore_errors=True)
+        return
     pipeline = []
     for rep in range(a.reps):
         out = subprocess.check_output([PIPELINE, PLUGINS, cfg("pipeline"), "5"], text=True)
@@ -216,7 +243,8 @@ def write_report(a, results, pipeline, peak, floor):
     raw = os.path.join(a.out, "benchmarks.json")
     with open(raw, "w") as f:
         json.dump({"results": results, "pipeline": pipeline, "matmul_peak_gflops": peak,
-                   "load_floor_seconds": floor}, f, indent=1)
+                   "load_floor_seconds": floor, "reps": a.reps, "threads": a.threads,
+                   "date": str(datetime.date.today())}, f, indent=1)
     try:
         import matplotlib
         matplotlib.use("Agg")

@@ -1,5 +1,6 @@
 // ktf-host: loads plugins, then trains the config it is given (or answers an inspection verb).
 // It knows no component by name: everything comes from the plugins it loads.
+#include <malloc.h>
 #include <boost/program_options.hpp>
 
 #include <algorithm>
@@ -274,7 +275,24 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
+namespace {
+
+/// libtorch's CPU tensors come from malloc. glibc serves blocks above its mmap threshold (128 KiB,
+/// rising to at most 32 MiB) with mmap and unmaps them on free, so every step page-faults and
+/// zeroes its activation and gradient memory afresh. Keeping blocks up to 64 MiB in the heap and
+/// not trimming its top made a ResNet-18 step 4 % faster on the benchmark machine (957 against
+/// 998 ms, alternating runs). A MALLOC_MMAP_THRESHOLD_ in the environment still wins.
+void keep_tensor_memory_in_the_heap() {
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_")) return;
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  mallopt(M_TOP_PAD, 64 << 20);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  keep_tensor_memory_in_the_heap();
   try {
     return run(argc, argv);
   } catch (const ktf::Error& e) {

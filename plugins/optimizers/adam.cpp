@@ -31,6 +31,9 @@ struct AdamOptionsT {
   /// Keras; torch uses 0.01)
   double weight_decay = Decoupled ? 0.004 : 0.0;
   bool amsgrad = false;  ///< use the AMSGrad variant
+  /// flat buffers (see the file comment): true, false, or null = auto (flat on a GPU, or when the
+  /// parameter tensors average under 8192 elements)
+  std::optional<bool> fused;
 };
 using AdamOptions = AdamOptionsT<false>;
 using AdamWOptions = AdamOptionsT<true>;
@@ -42,6 +45,17 @@ void check(const AdamOptionsT<Decoupled>& o) {
   KTF_CHECK(o.beta_2 >= 0 && o.beta_2 < 1, "beta_2 must be in [0, 1), got ", o.beta_2);
   KTF_CHECK(o.epsilon >= 0, "epsilon must be >= 0, got ", o.epsilon);
   KTF_CHECK(o.weight_decay >= 0, "weight_decay must be >= 0, got ", o.weight_decay);
+}
+
+/// Whether `fused: null` flattens: per parameter tensor, flattening saves about seven ops (~2 us
+/// each on a CPU) and costs two extra passes over its gradient (zeroing, then accumulating in
+/// place instead of taking autograd's tensor). On the 2-core machine ResNet-18 (11.2M elements in
+/// 62 tensors) ran about 6 % slower flat, the tiny MLP (25k in 4) about 6 % faster. On a GPU the
+/// saved kernel launches always win.
+bool flat_pays_off(const std::vector<torch::Tensor>& params) {
+  int64_t total = 0;
+  for (const auto& p : params) total += p.numel();
+  return params.front().is_cuda() || total < 8192 * static_cast<int64_t>(params.size());
 }
 
 /// True when the parameters can share one flat buffer: one dtype and device, dense, no overlap.
@@ -209,7 +223,9 @@ std::shared_ptr<Optimizer> make(const AdamOptionsT<Decoupled>& o, BuildContext& 
                      .weight_decay(o.weight_decay)
                      .amsgrad(o.amsgrad);
   return torch_call([&]() -> std::shared_ptr<Optimizer> {
-    if (flattenable(params))
+    KTF_CHECK(!o.fused || !*o.fused || flattenable(params),
+              "fused: true needs parameters of one dtype and device, dense");
+    if (o.fused ? *o.fused : flattenable(params) && flat_pays_off(params))
       return std::make_shared<FlatAdam<Torch, TorchOptions, Decoupled>>(params, options);
     return std::make_shared<Torch>(params, options);
   });
@@ -227,7 +243,11 @@ Definition<Optimizer, Options> adam_args(Definition<Optimizer, Options> d,
       .arg("epsilon", &Options::epsilon,
            "added to the denominator for stability, >= 0 (default 1e-7 as Keras; torch uses 1e-8)")
       .arg("weight_decay", &Options::weight_decay, weight_decay_doc)
-      .arg("amsgrad", &Options::amsgrad, "use the AMSGrad variant (default false)");
+      .arg("amsgrad", &Options::amsgrad, "use the AMSGrad variant (default false)")
+      .arg("fused", &Options::fused,
+           "keep parameters and gradients in flat buffers (fewer, larger ops): true, false, or "
+           "null = auto: on a GPU, or on a CPU when the parameter tensors average under 8192 "
+           "elements");
 }
 
 }  // namespace
