@@ -6,6 +6,7 @@
 #include <ktf/error.h>
 
 #include <fstream>
+#include <stdexcept>
 #include <string>
 
 #include "plugins_fixture.h"
@@ -27,8 +28,10 @@ inline Batch epoch(BatchStream& stream, int64_t e = 0) {
   return {torch::cat(xs), torch::cat(ys)};
 }
 
+/// The bytes of a file; a missing or unreadable file throws (tests index into the result).
 inline std::string slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot read test input '" + path + "'");
   return std::string(std::istreambuf_iterator<char>(f), {});
 }
 inline void spit(const std::string& path, const std::string& data) {

@@ -17,7 +17,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string toy_dir() { return std::string(KTF_SHARED_DIR) + "/testdata/tfrecord"; }
+std::string toy_dir() {
+  return std::string(KTF_SOURCE_DIR) + "/tests/datasets/testdata/tensorflow";
+}
 std::string toy_plain() { return toy_dir() + "/toy.nocompress-tfe-tfrecord-00000-of-00002"; }
 std::string toy_gzip() { return toy_dir() + "/toy.tfe-tfrecord-00000-of-00002"; }
 
