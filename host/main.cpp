@@ -273,10 +273,6 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-}  // namespace
-
-namespace {
-
 /// libtorch's CPU tensors come from malloc. glibc serves blocks above its mmap threshold (128 KiB,
 /// rising to at most 32 MiB) with mmap and unmaps them on free, so every step page-faults and
 /// zeroes its activation and gradient memory afresh. Keeping blocks up to 64 MiB in the heap and

@@ -21,11 +21,6 @@ double current_lr(const Optimizer& optimizer) {
   return groups.empty() ? 0.0 : groups.front().options().get_lr();
 }
 
-torch::Tensor to_device(const torch::Tensor& t, torch::Device device) {
-  if (!t.defined() || t.device() == device) return t;
-  return t.to(torch::TensorOptions().device(device), /*non_blocking=*/true);
-}
-
 }  // namespace
 
 LoopRunner::LoopRunner(const LoopOptions& options, BuildContext& ctx,
@@ -136,7 +131,7 @@ void LoopRunner::train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs) {
   while (limit < 0 || pass.batches < limit) {
     auto batch = data.next();
     if (!batch) break;
-    batch->input = model_input(batch->input, ctx.device, ctx.input_format);
+    batch->input = to_device(batch->input, ctx.device, ctx.input_format);
     batch->target = to_device(batch->target, ctx.device);
     torch::Tensor loss = step_->step(ctx, *batch);
     KTF_CHECK_RUNTIME(loss.defined() && loss.numel() == 1,
@@ -183,7 +178,7 @@ void LoopRunner::validate(TrainContext& ctx, int64_t epoch, Logs& logs) {
   while (limit < 0 || pass.batches < limit) {
     auto batch = data.next();
     if (!batch) break;
-    auto input = model_input(batch->input, ctx.device, ctx.input_format);
+    auto input = to_device(batch->input, ctx.device, ctx.input_format);
     auto target = to_device(batch->target, ctx.device);
     auto output = ctx.model->forward(input);
     auto loss = ctx.loss->compute(output, target);

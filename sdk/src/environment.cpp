@@ -277,8 +277,8 @@ RunResult Environment::run(Json config) {
         auto batch = tc.train_data->next();
         if (!batch) throw Error("the training data is empty", {label, "datasets"});
         model->train();
-        auto x = model_input(batch->input, device, tc.input_format);
-        auto y = batch->target.to(device);
+        auto x = to_device(batch->input, device, tc.input_format);
+        auto y = to_device(batch->target, device);
         auto out = model->forward(x);
         auto l = loss->compute(out, y);
         l.backward();

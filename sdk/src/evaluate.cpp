@@ -82,7 +82,7 @@ EvaluateResult evaluate(const EvaluateOptions& options, Registry& registry) {
   torch::InferenceMode guard;
   stream->start_epoch(0);
   while (auto batch = stream->next()) {
-    auto x = model_input(batch->input, device, format), y = batch->target.to(device);
+    auto x = to_device(batch->input, device, format), y = to_device(batch->target, device);
     auto out = model->forward(x);
     int64_t bs = x.size(0);
     loss_sum += loss->compute(out, y).to(torch::kDouble) * bs;

@@ -83,8 +83,7 @@ int64_t count_parameters(torch::nn::Module& module, bool trainable_only) {
   return n;
 }
 
-torch::Tensor model_input(const torch::Tensor& x, torch::Device device,
-                          torch::MemoryFormat format) {
+torch::Tensor to_device(const torch::Tensor& x, torch::Device device, torch::MemoryFormat format) {
   if (!x.defined()) return x;
   torch::Tensor y = x.device() == device ? x : x.to(device, /*non_blocking=*/true);
   if (format != torch::MemoryFormat::Contiguous && y.dim() == 4 && !y.is_contiguous(format))

@@ -57,7 +57,7 @@ class TrainContext {
   int64_t epochs_before = 0;
   int64_t steps_before = 0;
   /// Memory format the model's 4-D inputs should have (see choose_memory_format); loops pass
-  /// every batch through model_input().
+  /// every batch input through to_device().
   torch::MemoryFormat input_format = torch::MemoryFormat::Contiguous;
 
   /// Prints a line (unless quiet) and appends it to the run's log.txt.
@@ -88,8 +88,10 @@ double seconds_since_process_start();
 /// Number of parameters (elements) of a module; `trainable_only` counts requires_grad ones.
 int64_t count_parameters(torch::nn::Module& module, bool trainable_only = false);
 
-/// A batch input as the model wants it: on `device`, and a 4-D tensor in `format`.
-torch::Tensor model_input(const torch::Tensor& x, torch::Device device, torch::MemoryFormat format);
+/// A batch tensor on `device` (copied without blocking when it is elsewhere), and a 4-D one in
+/// `format`: inputs go in TrainContext::input_format, targets in the default.
+torch::Tensor to_device(const torch::Tensor& x, torch::Device device,
+                        torch::MemoryFormat format = torch::MemoryFormat::Contiguous);
 
 /// Converts a model's 4-D parameters and buffers to the memory format `mode` names and returns
 /// it: "contiguous" (NCHW, the default) or "channels_last" (NHWC, which oneDNN's convolutions and
