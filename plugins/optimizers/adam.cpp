@@ -2,7 +2,8 @@
 //
 // When every parameter shares one dtype and device and is dense (the usual case), the optimizer is
 // a FlatAdam: the parameters and their gradients become views of two flat buffers, so one update
-// is about ten whole-buffer ops instead of about ten per parameter tensor. It derives from
+// is about ten whole-buffer ops instead of about ten per parameter tensor, and on the CPU one pass
+// of a fused loop (adam_kernel.cpp). It derives from
 // torch::optim::Adam / AdamW (same options, same update formula, element for element) and
 // implements ktf::FlatGradients, so the train step zeroes the gradient buffer in one op and
 // backward accumulates into it. Like zero_grad(set_to_none=false) in PyTorch, a parameter that got
@@ -15,6 +16,7 @@
 
 #include <cmath>
 
+#include "adam_kernel.h"
 #include "optimizers.h"
 
 namespace ktf::optimizers {
@@ -120,6 +122,15 @@ class FlatAdam : public Base, public FlatGradients {
     const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
     const double correction1 = 1 - std::pow(beta1, static_cast<double>(steps_));
     const double correction2 = 1 - std::pow(beta2, static_cast<double>(steps_));
+    if (adam_kernel_applies(flat_)) {
+      if (o.amsgrad() && !max_exp_avg_sq_.defined())
+        max_exp_avg_sq_ = torch::zeros_like(exp_avg_sq_);
+      const double wd = o.weight_decay();
+      adam_update_cpu(flat_, grad_, exp_avg_, exp_avg_sq_, max_exp_avg_sq_,
+                      {beta1, beta2, o.lr() / correction1, std::sqrt(correction2), o.eps(),
+                       Decoupled ? 0.0 : wd, Decoupled ? 1 - o.lr() * wd : 1.0});
+      return loss;
+    }
     torch::Tensor g = grad_;
     if (o.weight_decay() != 0) {
       if (Decoupled)

@@ -2,6 +2,7 @@
 // "same" padding, batch-norm statistics against libtorch's own modules, errors naming the layer.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <limits>
 
 #include "test_util.h"
@@ -109,6 +110,66 @@ TEST(Layers, SamePoolingIgnoresThePadding) {
   auto global = make_network(R"({"ktf.layers.GlobalMaxPool2d": {"keepdims": true}})", {2, 3, 3});
   auto x = torch::arange(18, torch::kFloat).reshape({1, 2, 3, 3});
   EXPECT_TRUE(torch::equal(global->forward(x), torch::tensor({8.0f, 17.0f}).reshape({1, 2, 1, 1})));
+}
+
+/// MaxPool2d's own kernel for non-overlapping windows against torch::max_pool2d: values, the
+/// gradient (which element of each window receives it), uncovered edge rows and columns.
+void expect_max_pool_matches_libtorch(const std::string& layer, std::vector<int64_t> shape,
+                                      std::array<int64_t, 2> kernel) {
+  SCOPED_TRACE(layer + " on " + c10::str(c10::IntArrayRef(shape)));
+  auto net = make_network(layer, {shape.begin() + 1, shape.end()});
+  auto x = torch::randn(shape, torch::requires_grad());
+  auto y = net->forward(x);
+  auto x_ref = x.detach().clone().requires_grad_();
+  auto y_ref = torch::max_pool2d(x_ref, kernel, kernel);
+  ASSERT_EQ(y.sizes(), y_ref.sizes());
+  EXPECT_TRUE(torch::equal(y, y_ref));
+  auto g = torch::rand(y.sizes()) + 0.5;  // no zeros, so the count below is exact
+  y.backward(g);
+  y_ref.backward(g);
+  EXPECT_TRUE(torch::equal(x.grad(), x_ref.grad()));
+  // Each window passes its gradient to exactly one element; nothing else gets any.
+  EXPECT_EQ(x.grad().ne(0).sum().item<int64_t>(), g.numel());
+}
+
+TEST(Layers, MaxPoolKernelMatchesLibtorch) {
+  torch::manual_seed(3);
+  expect_max_pool_matches_libtorch(R"({"ktf.layers.MaxPool2d": {"kernel_size": 2}})",
+                                   {4, 3, 26, 26}, {2, 2});
+  // Odd sizes: the last row and column belong to no window.
+  expect_max_pool_matches_libtorch(R"({"ktf.layers.MaxPool2d": {"kernel_size": 2}})", {2, 5, 11, 7},
+                                   {2, 2});
+  expect_max_pool_matches_libtorch(R"({"ktf.layers.MaxPool2d": {"kernel_size": 3}})", {2, 2, 10, 8},
+                                   {3, 3});
+  expect_max_pool_matches_libtorch(R"({"tf.keras.layers.MaxPooling2D": {"pool_size": [2, 3]}})",
+                                   {3, 4, 9, 13}, {2, 3});
+  // Large enough to be split across threads.
+  expect_max_pool_matches_libtorch(R"({"ktf.layers.MaxPool2d": {"kernel_size": 2}})",
+                                   {64, 32, 26, 26}, {2, 2});
+}
+
+TEST(Layers, MaxPoolKernelTiesNaNAndSecondOrder) {
+  auto net = make_network(R"({"ktf.layers.MaxPool2d": {"kernel_size": 2}})", {1, 2, 4});
+  // Ties go to the first maximum in row-major order, as in libtorch; NaN wins its window.
+  auto x = torch::tensor({1.f, 1.f, 0.f, NAN, 1.f, 1.f, 5.f, 2.f}).reshape({1, 1, 2, 4});
+  x.requires_grad_();
+  auto y = net->forward(x);
+  EXPECT_EQ(y[0][0][0][0].item<float>(), 1.f);
+  EXPECT_TRUE(std::isnan(y[0][0][0][1].item<float>()));
+  y.sum().backward();
+  EXPECT_TRUE(torch::equal(
+      x.grad(), torch::tensor({1.f, 0.f, 0.f, 1.f, 0.f, 0.f, 0.f, 0.f}).reshape({1, 1, 2, 4})));
+
+  // Under create_graph the gradient is itself differentiable (a gradient penalty through a pool).
+  auto z = torch::randn({2, 3, 6, 6}, torch::requires_grad());
+  auto z_ref = z.detach().clone().requires_grad_();
+  auto penalty = [](const torch::Tensor& in, const torch::Tensor& out) {
+    auto g = torch::autograd::grad({(out * out).sum()}, {in}, {}, true, true)[0];
+    return (g * g).sum();
+  };
+  penalty(z, net->forward(z)).backward();
+  penalty(z_ref, torch::max_pool2d(z_ref, 2, 2)).backward();
+  EXPECT_TRUE(torch::allclose(z.grad(), z_ref.grad()));
 }
 
 TEST(Layers, BatchNormMatchesLibtorchAndKerasMomentum) {

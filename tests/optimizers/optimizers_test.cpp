@@ -112,13 +112,15 @@ TEST(Adam, WeightDecayIsL2WhileAdamWDecouplesIt) {
   EXPECT_EQ(defaults.weight_decay(), 0.004);  // Keras default, not torch's 0.01
 }
 
-/// Parameters of several shapes (one of them channels_last) and a copy of them.
-std::vector<torch::Tensor> shapes_params(int64_t seed) {
+/// Parameters of several shapes (one of them channels_last) and a copy of them; with `large`, one
+/// more of 60 000 elements (so the fused CPU update splits across threads).
+std::vector<torch::Tensor> shapes_params(int64_t seed, torch::Dtype dtype = torch::kDouble,
+                                         bool large = false) {
   torch::manual_seed(seed);
   std::vector<torch::Tensor> out{
-      torch::randn({4, 3, 3, 3}, torch::kDouble), torch::randn({4}, torch::kDouble),
-      torch::randn({5, 7}, torch::kDouble),
-      torch::randn({2, 3, 2, 2}, torch::kDouble).contiguous(torch::MemoryFormat::ChannelsLast)};
+      torch::randn({4, 3, 3, 3}, dtype), torch::randn({4}, dtype), torch::randn({5, 7}, dtype),
+      torch::randn({2, 3, 2, 2}, dtype).contiguous(torch::MemoryFormat::ChannelsLast)};
+  if (large) out.push_back(torch::randn({300, 200}, dtype));
   for (auto& t : out) t.requires_grad_(true);
   return out;
 }
@@ -129,22 +131,26 @@ std::vector<torch::Tensor> copies(const std::vector<torch::Tensor>& params) {
 }
 /// A loss whose gradient differs per element and per step.
 torch::Tensor wobbly_loss(const std::vector<torch::Tensor>& params, int step) {
-  torch::Tensor loss = torch::zeros({}, torch::kDouble);
+  torch::Tensor loss = torch::zeros({}, params.front().options().requires_grad(false));
   for (size_t i = 0; i < params.size(); ++i)
     loss = loss + (params[i].pow(2) * (0.3 + 0.1 * static_cast<double>(i + step))).sum() +
            params[i].sin().sum();
   return loss;
 }
 
-TEST(Adam, FlatBuffersGiveTorchsUpdateElementForElement) {
+/// Six steps of the flat Adam / AdamW (its fused CPU loop) against libtorch's own, per variant.
+void expect_flat_adam_matches_torch(torch::Dtype dtype, bool large, double tolerance) {
+  torch::set_num_threads(2);
   for (const auto& [name, args] : std::vector<std::pair<std::string, Json>>{
-           {"ktf.optimizers.Adam", Json::object({{"learning_rate", 0.05}})},
-           {"ktf.optimizers.Adam",
-            Json::object({{"learning_rate", 0.05}, {"weight_decay", 0.1}, {"amsgrad", true}})},
+           {"ktf.optimizers.Adam", Json::object({{"learning_rate", 0.05}, {"fused", true}})},
+           {"ktf.optimizers.Adam", Json::object({{"learning_rate", 0.05},
+                                                 {"weight_decay", 0.1},
+                                                 {"amsgrad", true},
+                                                 {"fused", true}})},
            {"ktf.optimizers.AdamW",
-            Json::object({{"learning_rate", 0.05}, {"weight_decay", 0.2}})}}) {
+            Json::object({{"learning_rate", 0.05}, {"weight_decay", 0.2}, {"fused", true}})}}) {
     SCOPED_TRACE(name + " " + args.dump());
-    auto flat_params = shapes_params(3);
+    auto flat_params = shapes_params(3, dtype, large);
     auto ref_params = copies(flat_params);
     auto flat = make(name, args, flat_params);
     ASSERT_TRUE(dynamic_cast<ktf::FlatGradients*>(flat.get()));
@@ -169,10 +175,23 @@ TEST(Adam, FlatBuffersGiveTorchsUpdateElementForElement) {
       ref->step();
     }
     for (size_t i = 0; i < flat_params.size(); ++i) {
-      EXPECT_TRUE(torch::allclose(flat_params[i], ref_params[i], 1e-12, 1e-12)) << i;
+      EXPECT_TRUE(torch::allclose(flat_params[i], ref_params[i], tolerance, tolerance)) << i;
       EXPECT_EQ(flat_params[i].strides(), ref_params[i].strides()) << i;  // layout kept
+      // Every parameter moved: 6 steps of lr 0.05 with gradients that are never all zero.
+      EXPECT_GT((flat_params[i] - shapes_params(3, dtype, large)[i]).abs().min().item<double>(),
+                0.0)
+          << i;
     }
   }
+}
+
+TEST(Adam, FlatBuffersGiveTorchsUpdateElementForElement) {
+  expect_flat_adam_matches_torch(torch::kDouble, false, 1e-12);
+}
+
+TEST(Adam, FusedFloatUpdateMatchesTorchToRounding) {
+  // float32, as models train: the same arithmetic in one pass, so equal to a few ulp.
+  expect_flat_adam_matches_torch(torch::kFloat, true, 1e-5);
 }
 
 TEST(Adam, FlatBuffersSurviveReplacedParametersAndGradientsAndSaveTheirState) {
