@@ -120,7 +120,7 @@ def main():
         return
     work = tempfile.mkdtemp(prefix="ktf-bench-")
     cfg = lambda name: os.path.join(ROOT, "bench", "configs", name + ".json")
-    cases = [("mlp", "mlp", []), ("cnn", "cnn", []), ("tiny", "tiny", [])]
+    cases = [("mlp", "mlp", []), ("cnn", "cnn", []), ("tiny", "tiny", ["--epochs", "3"])]
     if not a.skip_resnet:
         cases.append(("resnet", "resnet", ["--steps", "40"]))
     if not a.skip_target:
