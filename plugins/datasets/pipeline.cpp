@@ -6,6 +6,8 @@
 
 #include <cmath>
 
+#include "batch_kernel.h"
+
 namespace ktf::datasets {
 namespace {
 
@@ -118,6 +120,8 @@ torch::Tensor PipelineConfig::preprocess(torch::Tensor x) const {
     const double sc = scale && integral ? 1.0 / 255.0 : 1.0;
     const double m = mean.empty() ? 0.0 : mean[0], d = std.empty() ? 1.0 : std[0];
     const double a = sc / d, b = -m / d;
+    if (x.scalar_type() == torch::kByte && x.is_cpu() && x.is_contiguous())
+      return affine_uint8_to_float(x, a, b);  // one pass (batch_kernel.cpp)
     auto y = x.to(torch::kFloat32);
     const bool fresh = !y.is_same(x);  // a copy we may modify in place
     if (a != 1.0) y = fresh ? y.mul_(a) : y.mul(a);

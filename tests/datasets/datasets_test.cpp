@@ -58,6 +58,25 @@ TEST(FashionMnist, CountsClassesAndPixelsMatchTheFiles) {
   }
 }
 
+TEST(FashionMnist, ScaleAndNormaliseOfUint8BatchesIsOneAffineMap) {
+  // The usual configuration (scale, one mean and std, nothing reshaped) converts each uint8 batch
+  // in one pass; the result is what libtorch's three ops give, bit for bit.
+  auto raw = dataset(kRawFashion)->valid();
+  auto ds = dataset(R"({"ktf.datasets.fashion.fashion_mnist.from_idx": {"shuffle": false,
+      "batch_size": 1000, "mean": [0.2860], "std": [0.3530]}})");
+  auto v = ds->valid();
+  raw->start_epoch(0);
+  v->start_epoch(0);
+  auto r = raw->next()->input;
+  auto b = v->next()->input;
+  ASSERT_EQ(b.scalar_type(), torch::kFloat32);
+  ASSERT_EQ(b.sizes(), r.sizes());
+  const double a = 1.0 / 255.0 / 0.3530, shift = -0.2860 / 0.3530;
+  EXPECT_TRUE(torch::equal(b, r.to(torch::kFloat32).mul_(a).add_(shift)));
+  EXPECT_TRUE(torch::allclose(b, (r.to(torch::kFloat32) / 255 - 0.2860) / 0.3530, 1e-5, 1e-5));
+  EXPECT_GT(b.max().item<float>(), 2.0f);  // (1 - 0.286) / 0.353: white pixels are there
+}
+
 TEST(FashionMnist, ScalesNormalisesPadsAndForcesRgb) {
   auto raw = dataset(kRawFashion)->valid();
   auto ds = dataset(R"({"ktf.datasets.fashion.fashion_mnist.from_idx": {"shuffle": false,
