@@ -80,6 +80,13 @@ def matmul_peak(threads):
     return float(subprocess.check_output([PY, "-c", code], text=True).strip())
 
 
+def conv_time(threads):
+    """bench/cnn_conv_time.py: the CNN's convolutions alone, and the share of the peak they allow."""
+    out = subprocess.check_output([PY, os.path.join(ROOT, "bench", "cnn_conv_time.py"),
+                                   "--threads", str(threads)], text=True)
+    return json.loads(out)
+
+
 def load_floor(reps=7):
     """Median wall time of `ktf-host --version` (loads libtorch and its libraries, does nothing),
     and of Python's `import torch`, for reading the start-up row."""
@@ -116,7 +123,7 @@ def main():
         raw = json.load(open(os.path.join(a.out, "benchmarks.json")))
         a.reps = raw.get("reps", a.reps)
         write_report(a, raw["results"], raw["pipeline"], raw["matmul_peak_gflops"],
-                     raw["load_floor_seconds"])
+                     raw["load_floor_seconds"], raw.get("cnn_conv_time"))
         return
     work = tempfile.mkdtemp(prefix="ktf-bench-")
     cfg = lambda name: os.path.join(ROOT, "bench", "configs", name + ".json")
@@ -159,11 +166,12 @@ def main():
         pipeline.append(json.loads(out.strip().splitlines()[-1])["samples_per_second"])
     peak = matmul_peak(a.threads)
     floor = load_floor()
-    write_report(a, results, pipeline, peak, floor)
+    convs = conv_time(a.threads)
+    write_report(a, results, pipeline, peak, floor, convs)
     shutil.rmtree(work, ignore_errors=True)
 
 
-def write_report(a, results, pipeline, peak, floor):
+def write_report(a, results, pipeline, peak, floor, convs=None):
     def med(name, impl, key):
         return median([r[key] for r in results[name][impl]])
 
@@ -229,6 +237,18 @@ def write_report(a, results, pipeline, peak, floor):
         f"- CNN achieved {gflops:.1f} GFLOP/s (3 × {CNN_FWD_FLOPS / 1e6:.2f} MFLOP per sample × samples/s) "
         f"against a measured fp32 matmul peak of {peak:.1f} GFLOP/s (2048² `torch.mm`, same threads): "
         f"{100 * gflops / peak:.0f} % (target ≥ 75 %): " + ("met." if gflops / peak >= 0.75 else "**not met**."),
+    ]
+    if convs:
+        step_ms = 1e3 * 64 / cnn_rate
+        lines += [
+            f"- The CNN's two convolutions alone (forward and backward on a real batch with the "
+            f"gradients of a real step; the same oneDNN kernels for ktf and PyTorch; "
+            f"`bench/cnn_conv_time.py`, median of 30) take {convs['conv_fwd_bwd_ms_median']:.2f} ms "
+            f"of ktf's {step_ms:.2f} ms step: with everything else in the step free, it would reach "
+            f"{100 * convs['ceiling_share_of_peak_convs_only']:.0f} % of the peak "
+            f"({convs['matmul_peak_gflops']:.0f} GFLOP/s in that run).",
+        ]
+    lines += [
         f"- Loading alone: `ktf-host --version` (loads libtorch and the libraries it needs, does "
         f"nothing) takes {floor['ktf_host_version']:.3f} s wall time; `import torch` in Python "
         f"takes {floor['python_import_torch']:.3f} s (medians of 7).",
@@ -243,7 +263,8 @@ def write_report(a, results, pipeline, peak, floor):
     raw = os.path.join(a.out, "benchmarks.json")
     with open(raw, "w") as f:
         json.dump({"results": results, "pipeline": pipeline, "matmul_peak_gflops": peak,
-                   "load_floor_seconds": floor, "reps": a.reps, "threads": a.threads,
+                   "load_floor_seconds": floor, "cnn_conv_time": convs, "reps": a.reps,
+                   "threads": a.threads,
                    "date": str(datetime.date.today())}, f, indent=1)
     try:
         import matplotlib

@@ -3,7 +3,8 @@
 
 The CNN's GFLOP/s target counts convolution and dense arithmetic. This times, in Debian's PyTorch
 (the same libtorch 1.13.1 and oneDNN kernels ktf calls), the forward and backward passes of the
-CNN's two convolutions alone at batch 64 (conv1 needs no input gradient, as in training), and the
+CNN's two convolutions alone at batch 64 on a real batch with the gradients of a real step (conv1
+needs no input gradient, as in training), and the
 2048² matmul peak, and prints what share of that peak the step could reach if everything else in
 it (pooling, ReLUs, dense layers, dropout, loss, optimizer, batch) took no time at all, and how
 long everything else may take for the step to reach 75 % of the peak.
@@ -12,11 +13,16 @@ long everything else may take for the step to reach 75 % of the peak.
 """
 import argparse
 import json
+import os
 import statistics
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
+import train_reference as R  # noqa: E402  (the reference CNN and data loading)
 
 # = bench/bench.py's CNN_FWD_FLOPS: conv1 26x26x32 from 1 channel, conv2 11x11x64 from 32, dense.
 FWD_FLOPS = 2 * (26 * 26 * 32 * 9 + 11 * 11 * 64 * 32 * 9 + 1600 * 128 + 128 * 10)
@@ -41,14 +47,23 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     batch = 64
-    x = torch.randn(batch, 1, 28, 28)
-    w1 = torch.randn(32, 1, 3, 3, requires_grad=True)
-    b1 = torch.randn(32, requires_grad=True)
-    h = torch.randn(batch, 32, 13, 13, requires_grad=True)
-    w2 = torch.randn(64, 32, 3, 3, requires_grad=True)
-    b2 = torch.randn(64, requires_grad=True)
-    g1 = torch.randn(batch, 32, 26, 26)
-    g2 = torch.randn(batch, 64, 11, 11)
+    # The tensors the convolutions see in training: a real batch and the gradients one step of the
+    # reference CNN sends back to them (sparse after ReLU and max-pool; oneDNN's backward is much
+    # slower on dense random gradients, which training never produces).
+    x, y = R.load("test")
+    x, y = x[:batch].contiguous(), y[:batch]
+    net = R.CNN()
+    out1 = net.conv1(x)
+    out1.retain_grad()
+    pooled = F.max_pool2d(F.relu(out1), 2)
+    out2 = net.conv2(pooled)
+    out2.retain_grad()
+    z = F.max_pool2d(F.relu(out2), 2)
+    F.cross_entropy(net.fc2(net.drop(F.relu(net.fc1(z.flatten(1))))), y).backward()
+    g1, g2 = out1.grad.clone(), out2.grad.clone()
+    h = pooled.detach().requires_grad_()
+    w1, b1 = net.conv1.weight, net.conv1.bias
+    w2, b2 = net.conv2.weight, net.conv2.bias
 
     def convs():
         F.conv2d(x, w1, b1).backward(g1)
