@@ -81,7 +81,8 @@ def matmul_peak(threads):
 
 
 def conv_time(threads):
-    """bench/cnn_conv_time.py: the CNN's convolutions alone, and the share of the peak they allow."""
+    """bench/cnn_conv_time.py: the CNN's convolutions' time per step, and the share of the peak
+    they allow."""
     out = subprocess.check_output([PY, os.path.join(ROOT, "bench", "cnn_conv_time.py"),
                                    "--threads", str(threads)], text=True)
     return json.loads(out)
@@ -241,11 +242,11 @@ def write_report(a, results, pipeline, peak, floor, convs=None):
     if convs:
         step_ms = 1e3 * 64 / cnn_rate
         lines += [
-            f"- The CNN's two convolutions alone (forward and backward on a real batch with the "
-            f"gradients of a real step; the same oneDNN kernels for ktf and PyTorch; "
-            f"`bench/cnn_conv_time.py`, median of 30) take {convs['conv_fwd_bwd_ms_median']:.2f} ms "
-            f"of ktf's {step_ms:.2f} ms step: with everything else in the step free, it would reach "
-            f"{100 * convs['ceiling_share_of_peak_convs_only']:.0f} % of the peak "
+            f"- The CNN's two convolutions (forward and backward, oneDNN: the same kernels for ktf "
+            f"and PyTorch) take {convs['conv_ms_per_step']:.2f} ms per step inside training steps "
+            f"of the reference CNN (PyTorch profiler, `bench/cnn_conv_time.py`); ktf's whole step "
+            f"takes {step_ms:.2f} ms. Even with everything else in the step free, the step would "
+            f"reach {100 * convs['ceiling_share_of_peak_convs_only']:.0f} % of the peak "
             f"({convs['matmul_peak_gflops']:.0f} GFLOP/s in that run).",
         ]
     lines += [
