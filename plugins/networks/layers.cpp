@@ -251,9 +251,8 @@ class Pool2dLayerImpl : public Network {
   torch::Tensor forward(torch::Tensor x) override {
     if (!c_.padding.same) {
       if (c_.max) {
-        if (c_.padding.size == std::array<int64_t, 2>{0, 0} &&
-            window_max_pool_applies(x, c_.kernel, c_.stride))
-          return window_max_pool(x, c_.kernel);
+        if (c_.padding.size == std::array<int64_t, 2>{0, 0})
+          return max_pool2d(x, c_.kernel, c_.stride);
         return torch::max_pool2d(x, c_.kernel, c_.stride, c_.padding.size);
       }
       return torch::avg_pool2d(x, c_.kernel, c_.stride, c_.padding.size);
@@ -265,8 +264,7 @@ class Pool2dLayerImpl : public Network {
     std::vector<int64_t> pad{left, right, top, bottom};
     if (c_.max) {
       x = torch::constant_pad_nd(x, pad, -std::numeric_limits<double>::infinity());
-      if (window_max_pool_applies(x, c_.kernel, c_.stride)) return window_max_pool(x, c_.kernel);
-      return torch::max_pool2d(x, c_.kernel, c_.stride);
+      return max_pool2d(x, c_.kernel, c_.stride);
     }
     auto ones = torch::ones({1, 1, x.size(2), x.size(3)}, x.options());
     auto sums = torch::avg_pool2d(torch::constant_pad_nd(x, pad, 0), c_.kernel, c_.stride);

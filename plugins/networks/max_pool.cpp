@@ -31,8 +31,8 @@ struct Geometry {
   int64_t planes, h, w, kh, kw, oh, ow;
 };
 
-Geometry geometry(const torch::Tensor& x, int64_t kh, int64_t kw) {
-  return {x.size(0) * x.size(1), x.size(2), x.size(3), kh, kw, x.size(2) / kh, x.size(3) / kw};
+Geometry geometry(c10::IntArrayRef shape, int64_t kh, int64_t kw) {
+  return {shape[0] * shape[1], shape[2], shape[3], kh, kw, shape[2] / kh, shape[3] / kw};
 }
 
 /// Planes per parallel task: about 16k input elements, so small tensors stay on one thread.
@@ -102,31 +102,11 @@ void forward_kernel(const float* in, float* out, uint8_t* pos, const Geometry& g
         const float* r0 = ip + y * g.kh * g.w;
         float* o = op + y * g.ow;
         uint8_t* k = pp ? pp + y * g.ow : nullptr;
-        if (g.kh == 2 && g.kw == 2) {
-          const float* r1 = r0 + g.w;
-          int64_t x = 0;
+        int64_t x = 0;
 #ifdef KTF_POOL_SSE
-          x = forward_2x2_sse(r0, r1, o, k, g.ow);
+        if (g.kh == 2 && g.kw == 2) x = forward_2x2_sse(r0, r0 + g.w, o, k, g.ow);
 #endif
-          for (; x < g.ow; ++x) {
-            float m = r0[2 * x];
-            uint8_t at = 0;
-            const float b = r0[2 * x + 1], c = r1[2 * x], d = r1[2 * x + 1];
-            bool w = wins(b, m);
-            m = w ? b : m;
-            at = w ? 1 : at;
-            w = wins(c, m);
-            m = w ? c : m;
-            at = w ? 2 : at;
-            w = wins(d, m);
-            m = w ? d : m;
-            at = w ? 3 : at;
-            o[x] = m;
-            if (k) k[x] = at;
-          }
-          continue;
-        }
-        for (int64_t x = 0; x < g.ow; ++x) {
+        for (; x < g.ow; ++x) {
           float m = r0[x * g.kw];
           uint8_t at = 0;
           for (int64_t i = 0; i < g.kh; ++i)
@@ -156,24 +136,14 @@ void backward_kernel(const float* go, const uint8_t* pos, float* gi, const Geome
         float* r0 = ip + y * g.kh * g.w;
         const float* gr = gp + y * g.ow;
         const uint8_t* k = pp + y * g.ow;
-        if (g.kh == 2 && g.kw == 2) {
-          float* r1 = r0 + g.w;
-          int64_t x = 0;
+        int64_t x = 0;
 #ifdef KTF_POOL_SSE
-          x = backward_2x2_sse(gr, k, r0, r1, g.ow);
+        if (g.kh == 2 && g.kw == 2) x = backward_2x2_sse(gr, k, r0, r0 + g.w, g.ow);
 #endif
-          for (; x < g.ow; ++x) {
-            r0[2 * x] = r0[2 * x + 1] = r1[2 * x] = r1[2 * x + 1] = 0.f;
-            r0[2 * x + (k[x] >> 1) * g.w + (k[x] & 1)] = gr[x];
-          }
-        } else {
-          for (int64_t i = 0; i < g.kh; ++i)
-            std::fill(r0 + i * g.w, r0 + i * g.w + g.ow * g.kw, 0.f);
-          for (int64_t x = 0; x < g.ow; ++x)
-            r0[x * g.kw + (k[x] / g.kw) * g.w + k[x] % g.kw] = gr[x];
-        }
+        // The windows left, and the columns no window covers: zeros, then each window's one value.
         for (int64_t i = 0; i < g.kh; ++i)
-          std::fill(r0 + i * g.w + g.ow * g.kw, r0 + (i + 1) * g.w, 0.f);
+          std::fill(r0 + i * g.w + x * g.kw, r0 + (i + 1) * g.w, 0.f);
+        for (; x < g.ow; ++x) r0[x * g.kw + (k[x] / g.kw) * g.w + k[x] % g.kw] = gr[x];
       }
       std::fill(ip + g.oh * g.kh * g.w, ip + g.h * g.w, 0.f);
     }
@@ -183,7 +153,7 @@ void backward_kernel(const float* go, const uint8_t* pos, float* gi, const Geome
 struct WindowMaxPool : torch::autograd::Function<WindowMaxPool> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, int64_t kh,
                                int64_t kw) {
-    const Geometry g = geometry(x, kh, kw);
+    const Geometry g = geometry(x.sizes(), kh, kw);
     auto out = torch::empty({x.size(0), x.size(1), g.oh, g.ow}, x.options());
     torch::Tensor pos;
     if (x.requires_grad()) pos = torch::empty(out.sizes(), x.options().dtype(torch::kUInt8));
@@ -201,7 +171,7 @@ struct WindowMaxPool : torch::autograd::Function<WindowMaxPool> {
     const int64_t kh = ctx->saved_data["kh"].toInt(), kw = ctx->saved_data["kw"].toInt();
     const auto shape = ctx->saved_data["shape"].toIntVector();
     const auto grad = grads[0].contiguous();
-    const Geometry g{shape[0] * shape[1], shape[2], shape[3], kh, kw, shape[2] / kh, shape[3] / kw};
+    const Geometry g = geometry(shape, kh, kw);
     if (!grad.requires_grad()) {
       auto gi = torch::empty(shape, grad.options());
       backward_kernel(grad.data_ptr<float>(), pos.data_ptr<uint8_t>(), gi.data_ptr<float>(), g);
@@ -223,15 +193,13 @@ struct WindowMaxPool : torch::autograd::Function<WindowMaxPool> {
 
 }  // namespace
 
-bool window_max_pool_applies(const torch::Tensor& x, std::array<int64_t, 2> kernel,
-                             std::array<int64_t, 2> stride) {
-  return kernel == stride && kernel[0] * kernel[1] <= 256 && x.dim() == 4 && x.is_cpu() &&
-         x.scalar_type() == torch::kFloat && x.is_contiguous() && x.size(2) >= kernel[0] &&
-         x.size(3) >= kernel[1];
-}
-
-torch::Tensor window_max_pool(const torch::Tensor& x, std::array<int64_t, 2> kernel) {
-  return WindowMaxPool::apply(x, kernel[0], kernel[1]);
+torch::Tensor max_pool2d(const torch::Tensor& x, std::array<int64_t, 2> kernel,
+                         std::array<int64_t, 2> stride) {
+  if (kernel == stride && kernel[0] * kernel[1] <= 256 && x.dim() == 4 && x.is_cpu() &&
+      x.scalar_type() == torch::kFloat && x.is_contiguous() && x.size(2) >= kernel[0] &&
+      x.size(3) >= kernel[1])
+    return WindowMaxPool::apply(x, kernel[0], kernel[1]);
+  return torch::max_pool2d(x, kernel, stride);
 }
 
 }  // namespace ktf::networks

@@ -7,13 +7,10 @@
 
 namespace ktf::networks {
 
-/// Whether window_max_pool computes torch::max_pool2d(x, kernel, stride) (no padding, dilation 1,
-/// floor mode): stride equal to the kernel, a contiguous 4-D float CPU tensor at least one window
-/// tall and wide.
-bool window_max_pool_applies(const torch::Tensor& x, std::array<int64_t, 2> kernel,
-                             std::array<int64_t, 2> stride);
-
-/// torch::max_pool2d(x, kernel, kernel), differentiable (also twice), for the cases above.
-torch::Tensor window_max_pool(const torch::Tensor& x, std::array<int64_t, 2> kernel);
+/// torch::max_pool2d(x, kernel, stride) (no padding, dilation 1, floor mode), differentiable (also
+/// twice). Non-overlapping windows (stride = kernel) of a contiguous 4-D float CPU tensor at least
+/// one window tall and wide run in max_pool.cpp's kernel; anything else in libtorch's.
+torch::Tensor max_pool2d(const torch::Tensor& x, std::array<int64_t, 2> kernel,
+                         std::array<int64_t, 2> stride);
 
 }  // namespace ktf::networks

@@ -122,9 +122,8 @@ class FlatAdam : public Base, public FlatGradients {
     const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
     const double correction1 = 1 - std::pow(beta1, static_cast<double>(steps_));
     const double correction2 = 1 - std::pow(beta2, static_cast<double>(steps_));
+    if (o.amsgrad() && !max_exp_avg_sq_.defined()) max_exp_avg_sq_ = torch::zeros_like(exp_avg_sq_);
     if (adam_kernel_applies(flat_)) {
-      if (o.amsgrad() && !max_exp_avg_sq_.defined())
-        max_exp_avg_sq_ = torch::zeros_like(exp_avg_sq_);
       const double wd = o.weight_decay();
       adam_update_cpu(flat_, grad_, exp_avg_, exp_avg_sq_, max_exp_avg_sq_,
                       {beta1, beta2, o.lr() / correction1, std::sqrt(correction2), o.eps(),
@@ -142,7 +141,6 @@ class FlatAdam : public Base, public FlatGradients {
     exp_avg_sq_.mul_(beta2).addcmul_(g, g, 1 - beta2);
     torch::Tensor second = exp_avg_sq_;
     if (o.amsgrad()) {
-      if (!max_exp_avg_sq_.defined()) max_exp_avg_sq_ = torch::zeros_like(exp_avg_sq_);
       torch::max_out(max_exp_avg_sq_, max_exp_avg_sq_, exp_avg_sq_);
       second = max_exp_avg_sq_;
     }
