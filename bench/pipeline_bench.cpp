@@ -4,7 +4,7 @@
 //   ktf-bench-pipeline PLUGIN_DIR CONFIG [SECONDS]
 //
 // Prints one JSON line: batches, samples, seconds, batches_per_second, samples_per_second.
-#include <ktf/config.h>
+#include <ktf/cycle.h>
 #include <ktf/environment.h>
 #include <ktf/plugin_loader.h>
 
@@ -20,11 +20,8 @@ int main(int argc, char** argv) {
   try {
     ktf::PluginLoader(ktf::Registry::global()).load_all({argv[1]});
     ktf::configure_threads(0);
-    ktf::Json cycles = ktf::resolve_config(ktf::Json::parse_file(argv[2]), ktf::Registry::global());
-    ktf::BuildContext ctx(ktf::Registry::global());
-    auto [name, args] = ktf::split_component(cycles.as_array()[0].at("datasets"));
-    auto dataset = std::static_pointer_cast<ktf::Dataset>(
-        ctx.build_any(ktf::Kind::Dataset, name, args, {"datasets", name}));
+    auto dataset =
+        ktf::build_cycle_dataset(ktf::Json::parse_file(argv[2]), {}, ktf::Registry::global());
     auto stream = dataset->train();
     using clock = std::chrono::steady_clock;
     int64_t batches = 0, samples = 0, epoch = 0;

@@ -2,8 +2,11 @@
 #   Builds a ktf plugin: a MODULE library with hidden visibility, -Wl,--no-undefined, linked to
 #   ktf::sdk and Torch. Its only exported symbol is the KTF_PLUGIN entry point.
 #
-# ktf_add_plugin_tests(<target>)
+# ktf_add_plugin_tests(<target> [WITH <plugin target, file or directory>...] [WITH_INSTALLED])
 #   Adds a ctest test that runs the plugin conformance suite (ktf-conformance) on the plugin.
+#   WITH loads other plugins the tested components use (a network whose default head is
+#   ktf.networks.MLP): in-tree plugin targets, .so files or plugin directories. WITH_INSTALLED
+#   loads the plugins of the ktf installation found by find_package(ktf) (KTF_PLUGIN_DIR).
 function(ktf_add_plugin name)
   cmake_parse_arguments(ARG "" "" "SOURCES;LIBRARIES" ${ARGN})
   if(NOT ARG_SOURCES)
@@ -29,6 +32,7 @@ function(ktf_add_plugin name)
 endfunction()
 
 function(ktf_add_plugin_tests target)
+  cmake_parse_arguments(ARG "WITH_INSTALLED" "" "WITH" ${ARGN})
   if(TARGET ktf::conformance)
     set(runner $<TARGET_FILE:ktf::conformance>)
   elseif(TARGET ktf_conformance)
@@ -36,5 +40,20 @@ function(ktf_add_plugin_tests target)
   else()
     message(FATAL_ERROR "ktf_add_plugin_tests: the ktf conformance runner is not available")
   endif()
-  add_test(NAME ${target}.conformance COMMAND ${runner} $<TARGET_FILE:${target}>)
+  set(with_args)
+  foreach(dep IN LISTS ARG_WITH)
+    if(TARGET ${dep})
+      list(APPEND with_args --with $<TARGET_FILE:${dep}>)
+    else()
+      list(APPEND with_args --with ${dep})
+    endif()
+  endforeach()
+  if(ARG_WITH_INSTALLED)
+    if(NOT KTF_PLUGIN_DIR)
+      message(FATAL_ERROR "ktf_add_plugin_tests(WITH_INSTALLED): KTF_PLUGIN_DIR is not set "
+                          "(find_package(ktf) sets it)")
+    endif()
+    list(APPEND with_args --with ${KTF_PLUGIN_DIR})
+  endif()
+  add_test(NAME ${target}.conformance COMMAND ${runner} $<TARGET_FILE:${target}> ${with_args})
 endfunction()

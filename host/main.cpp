@@ -11,6 +11,7 @@
 
 #include "ktf/config.h"
 #include "ktf/convert.h"
+#include "ktf/cycle.h"
 #include "ktf/environment.h"
 #include "ktf/evaluate.h"
 #include "ktf/plugin.h"
@@ -86,8 +87,7 @@ void print_describe(const ktf::Registry& registry, const ktf::PluginLoader& load
       size_t wn = 4, wt = 4, wd = 7;
       for (const auto& p : s.params) {
         wn = std::max(wn, p.name.size());
-        wt = std::max(wt,
-                      ktf::param_type_name(p.type, p.component_kind).size() + (p.nullable ? 1 : 0));
+        wt = std::max(wt, p.type_name().size());
         wd = std::max(wd, std::min<size_t>(24, p.required ? 8 : p.default_value.dump().size()));
       }
       std::cout << "  parameters:\n    " << std::left << std::setw(wn + 2) << "name"
@@ -96,14 +96,11 @@ void print_describe(const ktf::Registry& registry, const ktf::PluginLoader& load
       for (const auto& p : s.params) {
         std::string def_text = p.required ? "required" : p.default_value.dump();
         if (def_text.size() > 24) def_text = def_text.substr(0, 21) + "...";
-        std::string type = ktf::param_type_name(p.type, p.component_kind) + (p.nullable ? "?" : "");
+        std::string type = p.type_name();
         std::cout << "    " << std::setw(wn + 2) << p.name << std::setw(wt + 2) << type
                   << std::setw(wd + 2) << def_text << p.doc;
-        if (!p.choices.empty()) {
-          std::cout << " (one of:";
-          for (const auto& c : p.choices) std::cout << " " << c;
-          std::cout << ")";
-        }
+        const std::string allowed = p.constraint_text();
+        if (!allowed.empty()) std::cout << " (" << allowed << ")";
         std::cout << "\n";
       }
     }
@@ -111,24 +108,13 @@ void print_describe(const ktf::Registry& registry, const ktf::PluginLoader& load
   }
 }
 
-/// Builds the dataset of the config's first cycle, with `adjust` applied to its arguments where
-/// the dataset declares them (the converter turns shuffling and augmentation off).
-std::shared_ptr<ktf::Dataset> build_first_dataset(const std::string& config_path,
-                                                  const std::vector<std::string>& overrides,
-                                                  const ktf::Registry& registry,
-                                                  const ktf::Json& adjust) {
+/// The dataset of the config's first cycle (for --convert and --view).
+std::shared_ptr<ktf::Dataset> first_dataset(const std::string& config_path,
+                                            const std::vector<std::string>& overrides,
+                                            const ktf::Registry& registry) {
   if (config_path.empty()) throw ktf::Error("--convert and --view need a config (-c CONFIG)");
-  ktf::Json config = ktf::Json::parse_file(config_path);
-  for (const auto& o : overrides) ktf::apply_override(config, o);
-  ktf::Json cycles = ktf::resolve_config(config, registry);
-  auto [name, args] = ktf::split_component(cycles.as_array()[0].at("datasets"));
-  const ktf::ComponentDef* def = registry.find(ktf::Kind::Dataset, name);
-  for (const auto& [key, value] : adjust.as_object())
-    if (def->spec.find_param(key)) args.set(key, value);
   ktf::configure_threads(0);
-  ktf::BuildContext ctx(registry);
-  return std::static_pointer_cast<ktf::Dataset>(
-      ctx.build_any(ktf::Kind::Dataset, name, args, {"cycle 1", "datasets", name}));
+  return ktf::build_cycle_dataset(ktf::Json::parse_file(config_path), overrides, registry);
 }
 
 int run(int argc, char** argv) {
@@ -154,6 +140,7 @@ int run(int argc, char** argv) {
                                       "list registered components [of KIND]")(
       "describe", po::value(&describe_name), "describe a component's parameters")(
       "schema", "print the JSON Schema of configs for the loaded components")(
+      "reference", "print the Markdown reference of the loaded components (docs/components.md)")(
       "version", "print versions")("evaluate", po::value<std::string>(),
                                    "evaluate RUN_DIR: load its weights, report the metrics on "
                                    "the validation split, write per-example predictions (CSV)")(
@@ -162,8 +149,8 @@ int run(int argc, char** argv) {
       "predictions", po::value<std::string>(),
       "with --evaluate: CSV path (default RUN_DIR/predictions-cycle-<k>.csv)")(
       "convert", po::value<std::string>(),
-      "converter: write the dataset of the config's first cycle as "
-      "TFRecord shards of tf.train.Example into DIR (unshuffled, unaugmented, raw uint8 pixels)")(
+      "converter: write the dataset of the config's first cycle as TFRecord shards of "
+      "tf.train.Example into DIR (its examples as stored: in order, unaugmented, raw pixels)")(
       "shards", po::value<int64_t>()->default_value(4), "with --convert: shards per split")(
       "gzip", "with --convert: GZIP-compress the shards")(
       "view", po::value<std::string>(),
@@ -217,22 +204,20 @@ int run(int argc, char** argv) {
     std::cout << ktf::json_schema(registry).dump(2) << "\n";
     return 0;
   }
+  if (vm.count("reference")) {
+    std::cout << ktf::markdown_reference(registry);
+    return 0;
+  }
 
   if (vm.count("convert")) {
-    auto dataset = build_first_dataset(config_path, overrides, registry,
-                                       ktf::Json::object({{"shuffle", false},
-                                                          {"transforms", ktf::Json::array()},
-                                                          {"scale", false},
-                                                          {"dtype", "uint8"},
-                                                          {"mean", ktf::Json::array()},
-                                                          {"std", ktf::Json::array()}}));
+    auto dataset = first_dataset(config_path, overrides, registry);
     ktf::convert_to_tfrecord(*dataset, vm["convert"].as<std::string>(), vm["shards"].as<int64_t>(),
                              vm.count("gzip") > 0,
                              [](const std::string& line) { std::cout << line << std::endl; });
     return 0;
   }
   if (vm.count("view")) {
-    auto dataset = build_first_dataset(config_path, overrides, registry, ktf::Json::object());
+    auto dataset = first_dataset(config_path, overrides, registry);
     std::string png = vm["view"].as<std::string>();
     ktf::write_contact_sheet(*dataset, png, vm["view-count"].as<int64_t>(), true);
     std::cout << "view: wrote " << png << std::endl;

@@ -33,7 +33,8 @@ class FocalLoss : public ktf::Loss {
 void register_focal_loss(ktf::Registrar& r) {
   r.add(ktf::define<ktf::Loss, FocalLossOptions>("my.losses.FocalLoss",
                                                  "cross-entropy down-weighting easy examples")
-            .arg("gamma", &FocalLossOptions::gamma, "focusing parameter, >= 0")
+            .arg("gamma", &FocalLossOptions::gamma, "focusing parameter; 0 gives cross-entropy")
+            .min(0)
             .example(ktf::Json::object({{"gamma", 2.0}}))
             .example_target({})
             .build([](const FocalLossOptions& o, ktf::BuildContext&) {

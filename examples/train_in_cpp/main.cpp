@@ -5,7 +5,7 @@
 //
 // The in-tree plugins provide the dataset, loss, optimizer and train loop; the model is defined
 // right here.
-#include <ktf/ktf.h>
+#include <ktf/engine.h>
 #include <ktf/plugin_loader.h>
 
 #include <iostream>

@@ -8,18 +8,20 @@
 #include <cstdlib>
 #include <map>
 
+#include <ktf/data.h>
 #include "datasets.h"
 #include "io.h"
-#include "pipeline.h"
 
 namespace ktf::datasets {
 namespace {
 
 struct CsvOptions : PipelineOptions {
-  std::string file;                  ///< CSV file of the training split (.gz accepted)
-  std::string validation_file;       ///< CSV file of the validation split (optional)
-  Json validation;                   ///< held-out fraction when no validation_file; null = none
-  Json label_column;                 ///< label column: name or 0-based index; null = the last one
+  std::string file;             ///< CSV file of the training split (.gz accepted)
+  std::string validation_file;  ///< CSV file of the validation split (optional)
+  /// held-out fraction when there is no validation_file; null or "none" = none
+  std::optional<ValidationArg> validation;
+  /// label column: name or 0-based index; null = the last one
+  std::optional<std::variant<std::string, int64_t>> label_column;
   bool header = true;                ///< the first line names the columns
   std::string delimiter = ",";       ///< one-character field separator
   std::optional<double> fill_value;  ///< value for missing cells (empty, NA, NaN); null = error
@@ -97,19 +99,19 @@ Table read_table(const std::string& path, const CsvOptions& o) {
   return t;
 }
 
-size_t label_index(const Table& t, const Json& label, const std::string& path) {
-  if (label.is_null()) return t.columns.size() - 1;
-  if (label.is_int()) {
-    int64_t i = label.as_int();
+size_t label_index(const Table& t, const std::optional<std::variant<std::string, int64_t>>& label,
+                   const std::string& path) {
+  if (!label) return t.columns.size() - 1;
+  if (const auto* index = std::get_if<int64_t>(&*label)) {
+    int64_t i = *index;
     KTF_CHECK(i >= 0 && i < static_cast<int64_t>(t.columns.size()), "label_column ", i,
               " is out of range: CSV file '", path, "' has ", t.columns.size(), " columns");
     return static_cast<size_t>(i);
   }
-  KTF_CHECK(label.is_string(), "label_column must be a column name or index, got ",
-            describe_value(label));
-  auto it = std::find(t.columns.begin(), t.columns.end(), label.as_string());
-  KTF_CHECK(it != t.columns.end(), "label_column '", label.as_string(),
-            "' is not a column of CSV file '", path, "'");
+  const auto& name = std::get<std::string>(*label);
+  auto it = std::find(t.columns.begin(), t.columns.end(), name);
+  KTF_CHECK(it != t.columns.end(), "label_column '", name, "' is not a column of CSV file '", path,
+            "'");
   return static_cast<size_t>(it - t.columns.begin());
 }
 
@@ -225,13 +227,19 @@ void register_csv(Registrar& r) {
            "CSV file of the validation split (optional)")
       .arg("validation", &CsvOptions::validation,
            "held-out fraction in (0, 1) when there is no validation_file; null = none")
+      .choices({"none"})
+      .above(0)
+      .below(1)
       .arg("label_column", &CsvOptions::label_column,
            "label column: name or 0-based index; null = the last column")
+      .min(0)
       .arg("header", &CsvOptions::header, "the first line names the columns")
       .arg("delimiter", &CsvOptions::delimiter, "one-character field separator")
+      .non_empty()
       .arg("fill_value", &CsvOptions::fill_value,
            "value for missing cells (empty, NA, NaN); null = a missing cell is an error")
-      .arg("num_classes", &CsvOptions::num_classes, "number of classes; 0 = from the labels");
+      .arg("num_classes", &CsvOptions::num_classes, "number of classes; 0 = from the labels")
+      .min(0);
   add_pipeline_args(def).example(
       Json::object({{"file", std::string(KTF_DATASETS_TESTDATA) + "/tiny.csv"},
                     {"label_column", "label"},

@@ -5,9 +5,9 @@
 
 #include <filesystem>
 
+#include <ktf/data.h>
 #include "datasets.h"
 #include "io.h"
-#include "pipeline.h"
 
 namespace ktf::datasets {
 namespace {
@@ -33,7 +33,8 @@ TensorSplit read_idx_split(const std::string& images_path, const std::string& la
 std::shared_ptr<TensorDataset> make_idx_dataset(
     const PipelineOptions& o, BuildContext& ctx, const std::string& train_images,
     const std::string& train_labels, const std::string& test_images, const std::string& test_labels,
-    const Json& validation, int64_t num_classes, std::vector<std::string> class_names) {
+    const std::optional<ValidationArg>& validation, int64_t num_classes,
+    std::vector<std::string> class_names) {
   bool has_test = !test_images.empty() && !test_labels.empty();
   double fraction = parse_validation(validation, has_test);
   auto config = PipelineConfig::from(o, ctx);
@@ -72,21 +73,21 @@ std::string find_idx(const std::string& dir, const std::string& name) {
 // -------------------------------------------------------------------------
 
 struct IdxOptions : PipelineOptions {
-  std::string train_images;  ///< IDX file of the training images
-  std::string train_labels;  ///< IDX file of the training labels
-  std::string test_images;   ///< IDX file of the test images (optional)
-  std::string test_labels;   ///< IDX file of the test labels (optional)
-  Json validation;           ///< "test", "none" or a held-out fraction; null = test if given
-  int64_t num_classes = 0;   ///< number of classes; 0 = 1 + the largest label
-  std::vector<std::string> class_names;  ///< names of the classes (optional)
+  std::string train_images;                 ///< IDX file of the training images
+  std::string train_labels;                 ///< IDX file of the training labels
+  std::string test_images;                  ///< IDX file of the test images (optional)
+  std::string test_labels;                  ///< IDX file of the test labels (optional)
+  std::optional<ValidationArg> validation;  ///< "test", "none" or a fraction; null = test if given
+  int64_t num_classes = 0;                  ///< number of classes; 0 = 1 + the largest label
+  std::vector<std::string> class_names;     ///< names of the classes (optional)
 };
 
 // ---- data_dir readers
 // ------------------------------------------------------------------------------
 
 struct DirOptions : PipelineOptions {
-  std::string data_dir;            ///< directory of the four IDX files
-  Json validation = Json("test");  ///< "test", "none" or a held-out fraction of the train files
+  std::string data_dir;                            ///< directory of the four IDX files
+  ValidationArg validation = std::string("test");  ///< "test", "none" or a held-out fraction
 };
 
 struct FashionOptions : DirOptions {
@@ -117,8 +118,12 @@ void register_idx(Registrar& r) {
         .arg("test_labels", &IdxOptions::test_labels, "IDX file of the test labels (optional)")
         .arg("validation", &IdxOptions::validation,
              "\"test\", \"none\" or a held-out fraction in (0, 1); null = test files if given")
+        .choices({"test", "none"})
+        .above(0)
+        .below(1)
         .arg("num_classes", &IdxOptions::num_classes,
              "number of classes; 0 = 1 + the largest label")
+        .min(0)
         .arg("class_names", &IdxOptions::class_names, "names of the classes (optional)");
     add_pipeline_args(def).example(
         Json::object({{"train_images", std::string(kFashionDir) + "/t10k-images-idx3-ubyte.gz"},
@@ -136,8 +141,12 @@ void register_idx(Registrar& r) {
         "Fashion-MNIST (60000 train / 10000 test 28x28 gray images, 10 classes) from IDX files");
     def.arg<std::string>("data_dir", &FashionOptions::data_dir,
                          "directory of the IDX files (Debian's dataset-fashion-mnist by default)")
-        .arg<Json>("validation", &FashionOptions::validation,
-                   "\"test\" (the t10k files), \"none\" or a held-out fraction of the train files");
+        .arg<ValidationArg>(
+            "validation", &FashionOptions::validation,
+            "\"test\" (the t10k files), \"none\" or a held-out fraction of the train files")
+        .choices({"test", "none"})
+        .above(0)
+        .below(1);
     add_pipeline_args(def).example(Json::object({{"batch_size", 64}}));
     r.add(def.build([](const FashionOptions& o, BuildContext& ctx) {
       return make_dir_dataset(o, ctx,
@@ -153,7 +162,10 @@ void register_idx(Registrar& r) {
                  "directory of train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
                  "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]")
         .arg("validation", &DirOptions::validation,
-             "\"test\" (the t10k files), \"none\" or a held-out fraction of the train files");
+             "\"test\" (the t10k files), \"none\" or a held-out fraction of the train files")
+        .choices({"test", "none"})
+        .above(0)
+        .below(1);
     // The example reads Fashion-MNIST, which uses MNIST's file names and format.
     add_pipeline_args(def).example(Json::object({{"data_dir", kFashionDir}}));
     r.add(def.build([](const DirOptions& o, BuildContext& ctx) {

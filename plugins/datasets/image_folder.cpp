@@ -9,10 +9,10 @@
 #include <algorithm>
 #include <filesystem>
 
+#include <ktf/data.h>
 #include "datasets.h"
 #include "io.h"
 #include "jpeg.h"
-#include "pipeline.h"
 
 namespace ktf::datasets {
 namespace {
@@ -20,9 +20,10 @@ namespace {
 namespace fs = std::filesystem;
 
 struct ImageFolderOptions : PipelineOptions {
-  std::string data_dir;             ///< one sub-folder of images per class (sorted names = classes)
-  std::string validation_dir;       ///< the same layout for the validation split (optional)
-  Json validation;                  ///< held-out fraction when no validation_dir; null = none
+  std::string data_dir;        ///< one sub-folder of images per class (sorted names = classes)
+  std::string validation_dir;  ///< the same layout for the validation split (optional)
+  /// held-out fraction when there is no validation_dir; null or "none" = none
+  std::optional<ValidationArg> validation;
   std::vector<int64_t> image_size;  ///< [H, W] every image is resized to; [] = the first image's
   int64_t channels = 0;             ///< 1 or 3; 0 = the first image's
 };
@@ -147,9 +148,16 @@ void register_image_folder(Registrar& r) {
            "the same layout for the validation split (optional)")
       .arg("validation", &ImageFolderOptions::validation,
            "held-out fraction in (0, 1) when there is no validation_dir; null = none")
+      .choices({"none"})
+      .above(0)
+      .below(1)
       .arg("image_size", &ImageFolderOptions::image_size,
            "[H, W] every image is resized to (bilinear); [] = the first image's size")
-      .arg("channels", &ImageFolderOptions::channels, "1 or 3; 0 = the first image's");
+      .sizes({0, 2})
+      .min(1)
+      .arg("channels", &ImageFolderOptions::channels, "1 or 3; 0 = the first image's")
+      .min(0)
+      .max(3);
   add_pipeline_args(def).example(Json::object(
       {{"data_dir", std::string(KTF_DATASETS_TESTDATA) + "/tiny-images"}, {"batch_size", 4}}));
   r.add(def.build(make_image_folder));

@@ -4,8 +4,8 @@
 
 #include <cmath>
 
+#include <ktf/data.h>
 #include "datasets.h"
-#include "pipeline.h"
 
 namespace ktf::datasets {
 namespace {
@@ -69,14 +69,20 @@ void register_synthetic(Registrar& r) {
       "ktf.datasets.synthetic",
       "generated classification data: separable Gaussian blobs or random noise");
   def.arg("num_examples", &SyntheticOptions::num_examples, "training examples")
+      .min(1)
       .arg("num_valid", &SyntheticOptions::num_valid, "validation examples; 0 = none")
+      .min(0)
       .arg("input_shape", &SyntheticOptions::input_shape, "one example's shape, e.g. [1, 28, 28]")
+      .non_empty()
+      .min(1)
       .arg("num_classes", &SyntheticOptions::num_classes, "number of classes")
+      .min(2)
       .arg("mode", &SyntheticOptions::mode,
            "blobs: one Gaussian blob per class (learnable); random: noise with random labels",
            {"blobs", "random"})
       .arg("separation", &SyntheticOptions::separation,
            "distance between class centres in units of the noise std (blobs)")
+      .min(0)
       .arg("data_seed", &SyntheticOptions::data_seed,
            "seed of the generated data (the order uses `seed`)");
   add_pipeline_args(def).example(Json::object({{"num_examples", 128},

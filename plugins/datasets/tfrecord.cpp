@@ -12,10 +12,10 @@
 #include <mutex>
 #include <random>
 
+#include <ktf/data.h>
 #include "datasets.h"
 #include "io.h"
 #include "jpeg.h"
-#include "pipeline.h"
 
 namespace ktf::datasets {
 namespace {
@@ -394,7 +394,7 @@ class TFRecordStream : public PrefetchStream {
   mutable int64_t count_ = -1;
 };
 
-class TFRecordDataset : public Dataset, public Augmentable {
+class TFRecordDataset : public Dataset, public Augmentable, public RawExamples {
  public:
   TFRecordDataset(std::vector<std::string> train_files, std::vector<std::string> valid_files,
                   std::shared_ptr<const Layout> layout, PipelineConfig config, int64_t num_classes,
@@ -419,6 +419,11 @@ class TFRecordDataset : public Dataset, public Augmentable {
     if (valid_files_.empty()) return nullptr;
     return std::make_shared<TFRecordStream>(valid_files_, layout_, config_.for_validation());
   }
+  std::shared_ptr<BatchStream> raw_split(const std::string& split) override {
+    const auto& files = split == "train" ? train_files_ : valid_files_;
+    if (files.empty() || (split != "train" && split != "valid")) return nullptr;
+    return std::make_shared<TFRecordStream>(files, layout_, config_.raw());
+  }
   std::vector<int64_t> input_shape() const override { return input_shape_; }
   int64_t num_classes() const override { return num_classes_; }
   std::vector<std::string> class_names() const override { return class_names_; }
@@ -435,7 +440,8 @@ class TFRecordDataset : public Dataset, public Augmentable {
 struct FromTFRecordOptions : PipelineOptions {
   std::vector<std::string> files;             ///< TFRecord files or globs of the training split
   std::vector<std::string> validation_files;  ///< TFRecord files or globs of the validation split
-  Json features;  ///< feature spec {key: {dtype, shape, encoding}}, a features.json path, or null
+  /// feature spec {key: {dtype, shape, encoding}}, a features.json path, or null
+  std::optional<std::variant<std::string, JsonObject>> features;
   std::string image_key = "image";  ///< key of the input feature
   std::string label_key = "label";  ///< key of the label feature
   int64_t shuffle_buffer = 10000;   ///< records held for shuffling
@@ -453,11 +459,14 @@ std::shared_ptr<Dataset> make_from_tfrecord(const FromTFRecordOptions& o, BuildC
   std::vector<std::string> valid_files;
   if (!o.validation_files.empty())
     valid_files = expand_globs(o.validation_files, "validation_files");
-  Json features = o.features, info;
-  if (features.is_null() || features.is_string()) {
+  Json features, info;
+  const auto* given = o.features ? std::get_if<JsonObject>(&*o.features) : nullptr;
+  if (given) {
+    features = given->value;
+  } else {
     std::string path =
-        features.is_string()
-            ? features.as_string()
+        o.features
+            ? std::get<std::string>(*o.features)
             : (std::filesystem::path(train_files[0]).parent_path() / "features.json").string();
     KTF_CHECK(std::filesystem::exists(path), "features: no spec given and '", path,
               "' not found (write one, or give features {key: {dtype, shape, encoding}})");
@@ -501,6 +510,7 @@ void register_tfrecord(Registrar& r) {
       "streams tf.train.Example records from TFRecord shards (plain or GZIP)");
   def.required("files", &FromTFRecordOptions::files,
                "TFRecord files or globs of the training split")
+      .non_empty()
       .arg("validation_files", &FromTFRecordOptions::validation_files,
            "TFRecord files or globs of the validation split; [] = none")
       .arg("features", &FromTFRecordOptions::features,
@@ -510,14 +520,17 @@ void register_tfrecord(Registrar& r) {
       .arg("label_key", &FromTFRecordOptions::label_key, "key of the label feature")
       .arg("shuffle_buffer", &FromTFRecordOptions::shuffle_buffer,
            "records held in memory for shuffling")
+      .min(1)
       .arg("interleave", &FromTFRecordOptions::interleave,
            "files read in turn, one record from each; 0 = all files")
+      .min(0)
       .arg("shuffle_files", &FromTFRecordOptions::shuffle_files,
            "also shuffle the order of the files every epoch")
       .arg("channels_last", &FromTFRecordOptions::channels_last,
            "3-D inputs are stored [H, W, C] and become [C, H, W]")
       .arg("num_classes", &FromTFRecordOptions::num_classes,
-           "number of classes; 0 = from features.json, else unknown");
+           "number of classes; 0 = from features.json, else unknown")
+      .min(0);
   add_pipeline_args(def).example(Json::object(
       {{"files", Json::array({std::string(KTF_DATASETS_TESTDATA) + "/tfrecord/train-*.tfrecord"})},
        {"validation_files",

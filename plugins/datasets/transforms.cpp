@@ -203,8 +203,11 @@ void register_transforms(Registrar& r) {
   r.add(define<Transform, RandomCropOptions>("ktf.transforms.RandomCrop",
                                              "random crops of zero-padded images, per example")
             .arg("size", &RandomCropOptions::size, "[H, W] of the crop; [] = the input size")
+            .sizes({0, 2})
+            .min(1)
             .arg("padding", &RandomCropOptions::padding,
                  "zero padding added on each side before cropping")
+            .min(0)
             .example(Json::object({{"padding", 4}}), {1, 28, 28})
             .build([](const RandomCropOptions& o, BuildContext&) {
               return std::make_shared<RandomCrop>(o);
@@ -214,6 +217,8 @@ void register_transforms(Registrar& r) {
             .arg("horizontal", &RandomFlipOptions::horizontal, "flip left-right")
             .arg("vertical", &RandomFlipOptions::vertical, "flip top-bottom")
             .arg("p", &RandomFlipOptions::p, "probability of each flip")
+            .min(0)
+            .max(1)
             .example(Json::object({{"horizontal", true}}), {1, 28, 28})
             .build([](const RandomFlipOptions& o, BuildContext&) {
               return std::make_shared<RandomFlip>(o);
@@ -223,6 +228,7 @@ void register_transforms(Registrar& r) {
             "random shifts by up to max_pixels in each direction, zero border")
             .arg("max_pixels", &RandomTranslationOptions::max_pixels,
                  "largest shift in pixels, in each direction")
+            .min(0)
             .example(Json::object({{"max_pixels", 2}}), {1, 28, 28})
             .build([](const RandomTranslationOptions& o, BuildContext&) {
               return std::make_shared<RandomTranslation>(o);
@@ -231,9 +237,16 @@ void register_transforms(Registrar& r) {
             "ktf.transforms.RandomErasing",
             "erases a random rectangle per image (Zhong et al. 2017, one attempt, clamped)")
             .arg("p", &RandomErasingOptions::p, "probability that an image gets a rectangle erased")
+            .min(0)
+            .max(1)
             .arg("scale", &RandomErasingOptions::scale,
                  "[min, max] erased area as a fraction of the image")
+            .sizes({2})
+            .above(0)
+            .max(1)
             .arg("ratio", &RandomErasingOptions::ratio, "[min, max] aspect ratio (h / w)")
+            .sizes({2})
+            .above(0)
             .arg("value", &RandomErasingOptions::value, "value written into the rectangle")
             .example(Json::object({{"p", 0.5}}), {1, 28, 28})
             .build([](const RandomErasingOptions& o, BuildContext&) {
@@ -242,7 +255,10 @@ void register_transforms(Registrar& r) {
   r.add(define<Transform, NormalizeOptions>("ktf.transforms.Normalize",
                                             "(x - mean) / std per channel")
             .required("mean", &NormalizeOptions::mean, "per-channel mean (one value: all channels)")
+            .non_empty()
             .required("std", &NormalizeOptions::std, "per-channel standard deviation")
+            .non_empty()
+            .above(0)
             .example(Json::object({{"mean", Json::array({0.5})}, {"std", Json::array({0.25})}}),
                      {1, 28, 28})
             .build([](const NormalizeOptions& o, BuildContext&) {

@@ -48,6 +48,8 @@ void register_binary_cross_entropy(Registrar& r) {
                  "outputs are logits (true, default) or probabilities in [0, 1] (false)")
             .arg("label_smoothing", &BinaryCrossEntropyOptions::label_smoothing,
                  "targets become t * (1 - s) + 0.5 * s; in [0, 1]")
+            .min(0)
+            .max(1)
             .example(Json::object({{"from_logits", true}}))
             .example_target({1})
             .build([](const BinaryCrossEntropyOptions& o, BuildContext&) {

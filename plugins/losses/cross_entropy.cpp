@@ -73,8 +73,11 @@ void register_cross_entropy(Registrar& r) {
                  "outputs are logits (true) or probabilities (false)")
             .arg("label_smoothing", &CrossEntropyOptions::label_smoothing,
                  "weight of the uniform distribution mixed into the target, in [0, 1)")
+            .min(0)
+            .below(1)
             .arg("class_weights", &CrossEntropyOptions::class_weights,
                  "per-class weights; empty means all 1")
+            .min(0)
             .example(Json::object({{"from_logits", true}}))
             .example_target({})
             .build([](const CrossEntropyOptions& o, BuildContext&) {

@@ -64,6 +64,7 @@ void register_regression(Registrar& r) {
           .alias("torch.nn.HuberLoss")
           .arg("delta", &HuberOptions::delta,
                "where the loss turns from quadratic to linear; > 0 (default 1)")
+          .above(0)
           .example(Json::object({{"delta", 1.0}}))
           .example_target({3})
           .build([](const HuberOptions& o, BuildContext&) { return std::make_shared<Huber>(o); }));

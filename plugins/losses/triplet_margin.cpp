@@ -92,6 +92,7 @@ void register_triplet_margin(Registrar& r) {
             .arg("margin", &TripletMarginOptions::margin,
                  "required gap between the hardest negative and hardest positive distances; >= 0 "
                  "(default 1); unused when soft")
+            .min(0)
             .arg("distance", &TripletMarginOptions::distance,
                  "pairwise distance: \"euclidean\" (default), \"squared\" euclidean or \"cosine\" "
                  "(1 - cosine similarity)",

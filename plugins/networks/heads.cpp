@@ -166,11 +166,16 @@ void register_heads(Registrar& r) {
                "the base network, e.g. MobileNetV2 without its top; default: a compact CNN "
                "(2 x [2 x (3x3 conv, BatchNorm, ReLU), 2x2 max pool], 32 then 64 filters)")
           .required("num_outputs", &HeadOptions::num_outputs, "outputs of the head")
+          .min(1)
           .arg("dropout", &HeadOptions::dropout, "dropout between the base and the head")
+          .min(0)
+          .below(1)
           .arg("pooling", &HeadOptions::pooling,
                "pooling of a 4-D base output ([N, C, H, W] -> [N, C])", {"avg", "max"})
           .arg("input_shape", &HeadOptions::input_shape,
                "one example's shape, e.g. [3, 40, 40]; default: the dataset's")
+          .non_empty()
+          .min(1)
           .example(Json::object({{"base_model", example_base()}, {"num_outputs", 10}}), {3, 16, 16})
           .build([](const HeadOptions& o, BuildContext& ctx) { return OneHeadNet(o, ctx).ptr(); }));
   r.add(
@@ -182,11 +187,17 @@ void register_heads(Registrar& r) {
                "(2 x [2 x (3x3 conv, BatchNorm, ReLU), 2x2 max pool], 32 then 64 filters)")
           .required("heads", &HeadOptions::heads,
                     "output size of each head; the output is their concatenation on dim 1")
+          .non_empty()
+          .min(1)
           .arg("dropout", &HeadOptions::dropout, "dropout between the base and the heads")
+          .min(0)
+          .below(1)
           .arg("pooling", &HeadOptions::pooling,
                "pooling of a 4-D base output ([N, C, H, W] -> [N, C])", {"avg", "max"})
           .arg("input_shape", &HeadOptions::input_shape,
                "one example's shape, e.g. [3, 40, 40]; default: the dataset's")
+          .non_empty()
+          .min(1)
           .example(Json::object({{"base_model", example_base()}, {"heads", Json::array({10, 4})}}),
                    {3, 16, 16})
           .build(

@@ -89,10 +89,10 @@ TORCH_MODULE(Conv2dLayer);
 
 struct Conv2dOptions {
   int64_t out_channels = 0;               ///< number of filters (required)
-  Json kernel_size = 3;                   ///< kernel size: integer or [h, w] (default 3)
-  Json stride = 1;                        ///< stride: integer or [h, w] (default 1)
-  Json padding = 0;                       ///< "same", "valid", integer or [h, w] (default 0)
-  Json dilation = 1;                      ///< dilation: integer or [h, w] (default 1)
+  Size2 kernel_size = 3;                  ///< kernel size: integer or [h, w] (default 3)
+  Size2 stride = 1;                       ///< stride: integer or [h, w] (default 1)
+  PaddingArg padding = Size2(0);          ///< "same", "valid", integer or [h, w] (default 0)
+  Size2 dilation = 1;                     ///< dilation: integer or [h, w] (default 1)
   int64_t groups = 1;                     ///< blocked connections from input to output channels
   bool bias = true;                       ///< learn an additive bias
   std::optional<std::string> activation;  ///< activation applied to the output (default none)
@@ -100,10 +100,10 @@ struct Conv2dOptions {
 
 struct KerasConv2DOptions {
   int64_t filters = 0;                    ///< number of filters (required)
-  Json kernel_size = 3;                   ///< kernel size: integer or [h, w] (required)
-  Json strides = 1;                       ///< strides: integer or [h, w] (default 1)
+  Size2 kernel_size = 3;                  ///< kernel size: integer or [h, w] (required)
+  Size2 strides = 1;                      ///< strides: integer or [h, w] (default 1)
   std::string padding = "valid";          ///< "valid" or "same" (default "valid")
-  Json dilation_rate = 1;                 ///< dilation: integer or [h, w] (default 1)
+  Size2 dilation_rate = 1;                ///< dilation: integer or [h, w] (default 1)
   int64_t groups = 1;                     ///< blocked connections from input to output channels
   bool use_bias = true;                   ///< learn an additive bias
   std::optional<std::string> activation;  ///< activation applied to the output (default none)
@@ -278,23 +278,24 @@ class Pool2dLayerImpl : public Network {
 TORCH_MODULE(Pool2dLayer);
 
 struct PoolOptions {
-  Json kernel_size = 2;  ///< window size: integer or [h, w] (default 2)
-  Json stride;           ///< stride: integer or [h, w]; null means kernel_size
-  Json padding = 0;      ///< "same", "valid", integer or [h, w] (default 0)
+  Size2 kernel_size = 2;          ///< window size: integer or [h, w] (default 2)
+  std::optional<Size2> stride;    ///< stride: integer or [h, w]; null means kernel_size
+  PaddingArg padding = Size2(0);  ///< "same", "valid", integer or [h, w] (default 0)
 };
 
 struct KerasPoolOptions {
-  Json pool_size = 2;             ///< window size: integer or [h, w] (default 2)
-  Json strides;                   ///< stride: integer or [h, w]; null means pool_size
+  Size2 pool_size = 2;            ///< window size: integer or [h, w] (default 2)
+  std::optional<Size2> strides;   ///< stride: integer or [h, w]; null means pool_size
   std::string padding = "valid";  ///< "valid" or "same"
 };
 
-PoolConfig pool_config(bool max, const Json& kernel, const char* kernel_arg, const Json& stride,
-                       const char* stride_arg, const Json& padding, const char* padding_arg) {
+PoolConfig pool_config(bool max, const Size2& kernel, const char* kernel_arg,
+                       const std::optional<Size2>& stride, const char* stride_arg,
+                       const PaddingArg& padding, const char* padding_arg) {
   PoolConfig c;
   c.max = max;
   c.kernel = int_pair(kernel, kernel_arg);
-  c.stride = stride.is_null() ? c.kernel : int_pair(stride, stride_arg);
+  c.stride = stride ? int_pair(*stride, stride_arg) : c.kernel;
   c.padding = parse_padding(padding, padding_arg);
   return c;
 }
@@ -346,13 +347,20 @@ void register_layers(Registrar& r) {
   r.add(define<Network, Conv2dOptions>(
             "ktf.layers.Conv2d", "2-D convolution over NCHW input; input channels are inferred")
             .required("out_channels", &Conv2dOptions::out_channels, "number of filters")
+            .min(1)
             .arg("kernel_size", &Conv2dOptions::kernel_size, "kernel size: integer or [h, w]")
+            .min(1)
             .arg("stride", &Conv2dOptions::stride, "stride: integer or [h, w]")
+            .min(1)
             .arg("padding", &Conv2dOptions::padding,
                  "\"same\" (Keras: output size ceil(input / stride)), \"valid\", integer or [h, w]")
+            .choices({"same", "valid"})
+            .min(0)
             .arg("dilation", &Conv2dOptions::dilation, "dilation: integer or [h, w]")
+            .min(1)
             .arg("groups", &Conv2dOptions::groups,
                  "blocked connections from input to output channels")
+            .min(1)
             .arg("bias", &Conv2dOptions::bias, "learn an additive bias")
             .arg("activation", &Conv2dOptions::activation,
                  "activation applied to the output; null for none",
@@ -377,13 +385,18 @@ void register_layers(Registrar& r) {
           "tf.keras.layers.Conv2D",
           "2-D convolution with Keras's arguments, over NCHW input; input channels are inferred")
           .required("filters", &KerasConv2DOptions::filters, "number of filters")
+          .min(1)
           .required("kernel_size", &KerasConv2DOptions::kernel_size,
                     "kernel size: integer or [h, w]")
+          .min(1)
           .arg("strides", &KerasConv2DOptions::strides, "strides: integer or [h, w]")
+          .min(1)
           .arg("padding", &KerasConv2DOptions::padding, "\"valid\" or \"same\"", {"valid", "same"})
           .arg("dilation_rate", &KerasConv2DOptions::dilation_rate, "dilation: integer or [h, w]")
+          .min(1)
           .arg("groups", &KerasConv2DOptions::groups,
                "blocked connections from input to output channels")
+          .min(1)
           .arg("use_bias", &KerasConv2DOptions::use_bias, "learn an additive bias")
           .arg("activation", &KerasConv2DOptions::activation,
                "activation applied to the output; null or \"linear\" for none",
@@ -411,6 +424,7 @@ void register_layers(Registrar& r) {
             "ktf.layers.Linear",
             "fully connected layer on the last dimension; input features are inferred")
             .required("out_features", &LinearOptions::out_features, "output features")
+            .min(1)
             .arg("bias", &LinearOptions::bias, "learn an additive bias")
             .arg("activation", &LinearOptions::activation,
                  "activation applied to the output; null for none",
@@ -426,6 +440,7 @@ void register_layers(Registrar& r) {
             "tf.keras.layers.Dense",
             "fully connected layer with Keras's arguments; input features are inferred")
             .required("units", &KerasDenseOptions::units, "output features")
+            .min(1)
             .arg("activation", &KerasDenseOptions::activation,
                  "activation applied to the output; null or \"linear\" for none",
                  activation_choices_with_linear())
@@ -445,7 +460,10 @@ void register_layers(Registrar& r) {
     r.add(define<Network, BatchNormOptions>(name, summary)
               .arg("momentum", &BatchNormOptions::momentum,
                    "weight of the batch statistics in the running ones (PyTorch convention)")
+              .above(0)
+              .max(1)
               .arg("eps", &BatchNormOptions::eps, "added to the variance")
+              .above(0)
               .arg("affine", &BatchNormOptions::affine, "learn a scale and a shift")
               .example(Json::object(), std::move(example))
               .build([rank_list, shape_doc](const BatchNormOptions& o, BuildContext& ctx) {
@@ -469,7 +487,10 @@ void register_layers(Registrar& r) {
             "batch normalisation with Keras's arguments, over axis 1 (channels of NCHW input)")
             .arg("momentum", &KerasBatchNormalizationOptions::momentum,
                  "weight of the old running statistics (Keras convention), in [0, 1)")
+            .min(0)
+            .below(1)
             .arg("epsilon", &KerasBatchNormalizationOptions::epsilon, "added to the variance")
+            .above(0)
             .arg("center", &KerasBatchNormalizationOptions::center, "learn a shift (beta)")
             .arg("scale", &KerasBatchNormalizationOptions::scale, "learn a scale (gamma)")
             .example(Json::object(), {4, 6, 6})
@@ -506,6 +527,7 @@ void register_layers(Registrar& r) {
                                            "an element-wise activation chosen by name")
             .alias("tf.keras.layers.Activation")
             .required("activation", &ActivationOptions::activation, "the activation's name")
+            .choices(activation_choices_with_linear())
             .example(Json::object({{"activation", "gelu"}}), {4, 6, 6})
             .build([](const ActivationOptions& o, BuildContext&) {
               if (o.activation == "linear")
@@ -517,6 +539,8 @@ void register_layers(Registrar& r) {
                                         "zeroes a fraction of the inputs while training")
             .alias("tf.keras.layers.Dropout")
             .arg("rate", &DropoutOptions::rate, "fraction of the inputs zeroed, in [0, 1)")
+            .min(0)
+            .below(1)
             .example(Json::object({{"rate", 0.25}}), {16})
             .build(
                 [](const DropoutOptions& o, BuildContext&) { return DropoutLayer(o.rate).ptr(); }));
@@ -528,10 +552,14 @@ void register_layers(Registrar& r) {
     const std::string what = max ? "2-D max pooling" : "2-D average pooling";
     r.add(define<Network, PoolOptions>(torch_name, what + " over NCHW input")
               .arg("kernel_size", &PoolOptions::kernel_size, "window size: integer or [h, w]")
+              .min(1)
               .arg("stride", &PoolOptions::stride,
                    "stride: integer or [h, w]; null means kernel_size")
+              .min(1)
               .arg("padding", &PoolOptions::padding,
                    "\"same\", \"valid\", integer or [h, w] (at most half the window)")
+              .choices({"same", "valid"})
+              .min(0)
               .example(Json::object({{"kernel_size", 2}}), {4, 6, 6})
               .build([max](const PoolOptions& o, BuildContext& ctx) {
                 return Pool2dLayer(pool_config(max, o.kernel_size, "kernel_size", o.stride,
@@ -542,8 +570,10 @@ void register_layers(Registrar& r) {
     r.add(
         define<Network, KerasPoolOptions>(keras_name, what + " with Keras's arguments")
             .arg("pool_size", &KerasPoolOptions::pool_size, "window size: integer or [h, w]")
+            .min(1)
             .arg("strides", &KerasPoolOptions::strides,
                  "stride: integer or [h, w]; null means pool_size")
+            .min(1)
             .arg("padding", &KerasPoolOptions::padding, "\"valid\" or \"same\"", {"valid", "same"})
             .example(Json::object({{"pool_size", 3}, {"strides", 2}, {"padding", "same"}}),
                      {4, 7, 7})

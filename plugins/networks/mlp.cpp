@@ -59,13 +59,19 @@ void register_mlp(Registrar& r) {
   r.add(define<Network, MLPOptions>("ktf.networks.MLP",
                                     "multi-layer perceptron on the flattened input")
             .required("num_outputs", &MLPOptions::num_outputs, "size of the output layer")
+            .min(1)
             .arg("hidden", &MLPOptions::hidden, "units of each hidden layer (default [256, 128])")
+            .min(1)
             .arg("activation", &MLPOptions::activation, "activation after each hidden layer",
                  activation_names())
             .arg("dropout", &MLPOptions::dropout, "dropout rate after each hidden layer, in [0, 1)")
+            .min(0)
+            .below(1)
             .arg("batchnorm", &MLPOptions::batchnorm, "BatchNorm1d after each hidden Linear")
             .arg("input_shape", &MLPOptions::input_shape,
                  "one example's shape, e.g. [1, 28, 28]; default: the dataset's")
+            .non_empty()
+            .min(1)
             .example(Json::object({{"num_outputs", 10}, {"hidden", Json::array({32, 16})}}),
                      {1, 28, 28})
             .build([](const MLPOptions& o, BuildContext& ctx) {

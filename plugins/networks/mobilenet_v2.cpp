@@ -61,7 +61,7 @@ struct MobileNetV2Options {
   std::optional<std::vector<int64_t>> input_shape;  ///< [H, W, C] as Keras; default: dataset's
   double alpha = 1.0;                  ///< width multiplier (channels rounded to multiples of 8)
   bool include_top = true;             ///< end with pooling and a Linear classifier
-  Json weights;                        ///< only null: pretrained weights cannot be downloaded
+  std::optional<std::string> weights;  ///< only null: pretrained weights cannot be downloaded
   std::optional<std::string> pooling;  ///< without top: "avg", "max" or null (feature map)
   std::optional<int64_t> classes;      ///< outputs of the top; default: dataset's classes, 1000
   std::optional<int64_t> num_outputs;  ///< same as classes
@@ -179,10 +179,15 @@ void register_mobilenet_v2(Registrar& r) {
             "MobileNetV2 block: 1x1 expand, 3x3 depthwise, 1x1 linear projection, residual")
             .arg("in_channels", &InvertedResidualOptions::in_channels,
                  "input channels; default: from the input shape")
+            .min(1)
             .required("out_channels", &InvertedResidualOptions::out_channels, "output channels")
+            .min(1)
             .arg("stride", &InvertedResidualOptions::stride, "stride of the depthwise conv: 1 or 2")
+            .min(1)
+            .max(2)
             .arg("expand_ratio", &InvertedResidualOptions::expand_ratio,
                  "hidden channels = in_channels * expand_ratio (>= 1)")
+            .min(1)
             .example(Json::object({{"out_channels", 16}, {"stride", 2}}), {8, 8, 8})
             .build([](const InvertedResidualOptions& o, BuildContext& ctx) {
               int64_t in = 0;
@@ -204,8 +209,11 @@ void register_mobilenet_v2(Registrar& r) {
             .alias("tf.keras.applications.MobileNetV2")
             .arg("input_shape", &MobileNetV2Options::input_shape,
                  "[height, width, channels] as in Keras; default: the dataset's example shape")
+            .sizes({3})
+            .min(1)
             .arg("alpha", &MobileNetV2Options::alpha,
                  "width multiplier (> 0); channels are rounded to multiples of 8")
+            .above(0)
             .arg("include_top", &MobileNetV2Options::include_top,
                  "end with global average pooling and a Linear classifier")
             .arg("weights", &MobileNetV2Options::weights,
@@ -215,17 +223,21 @@ void register_mobilenet_v2(Registrar& r) {
                  {"avg", "max"})
             .arg("classes", &MobileNetV2Options::classes,
                  "outputs of the top; default: the dataset's classes, else 1000")
+            .min(1)
             .arg("num_outputs", &MobileNetV2Options::num_outputs, "same as classes")
+            .min(1)
             .arg("dropout", &MobileNetV2Options::dropout, "dropout before the classifier, [0, 1)")
+            .min(0)
+            .below(1)
             .arg("classifier_activation", &MobileNetV2Options::classifier_activation,
                  "null (logits, the default here) or \"softmax\" (Keras's default)",
                  {"softmax", "linear"})
             .example(Json::object({{"alpha", 0.35}, {"classes", 10}}), {3, 40, 40})
             .build([](const MobileNetV2Options& o, BuildContext& ctx) {
-              KTF_CHECK(o.weights.is_null(),
+              KTF_CHECK(!o.weights,
                         "weights: pretrained weights cannot be downloaded in ktf; only null "
                         "(random initialisation) is supported, got ",
-                        describe_value(o.weights),
+                        describe_value(Json(o.weights.value_or(""))),
                         ". To start from trained weights, train an earlier cycle (the model "
                         "carries over) or resume a run");
               KTF_CHECK(o.alpha > 0, "alpha must be > 0, got ", o.alpha);

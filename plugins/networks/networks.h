@@ -1,14 +1,17 @@
 // Registration functions of the networks plugin, one per component file, and the helpers the
-// component files share (input shapes, dummy forwards, activations, int-or-pair arguments).
+// component files share (activations, padding, initialisation). Input-shape helpers are the
+// SDK's (ktf/network.h).
 #pragma once
 
 #include <ktf/components.h>
+#include <ktf/network.h>
 #include <ktf/registry.h>
 
 #include <array>
 #include <functional>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 namespace ktf::networks {
@@ -20,19 +23,6 @@ void register_resnet(Registrar& r);        // ktf.networks.ResNet and its blocks
 void register_mobilenet_v2(Registrar& r);  // ktf.networks.MobileNetV2 and InvertedResidual
 void register_heads(Registrar& r);         // ktf.models.OneHeadNet, ktf.models.MultiHeadNet
 
-/// "[1, 28, 28]".
-std::string shape_str(const std::vector<int64_t>& shape);
-
-/// One example's input shape (no batch dimension): `given` when set (validated), else
-/// ctx.input_shape. Throws ktf::Error when neither is known.
-std::vector<int64_t> example_shape(const std::optional<std::vector<int64_t>>& given,
-                                   const BuildContext& ctx);
-
-/// The shape (no batch dimension) `net` produces for one example of `input_shape`: runs a forward
-/// pass on a zero batch of one, without gradients and in eval mode (the mode is restored).
-/// A libtorch error (input too small for a kernel, wrong rank...) becomes a ktf::Error.
-std::vector<int64_t> infer_output_shape(Network& net, const std::vector<int64_t>& input_shape);
-
 /// Names accepted by activation(): relu, relu6, gelu, tanh, sigmoid, silu, elu, leaky_relu.
 const std::vector<std::string>& activation_names();
 /// The element-wise activation called `name`; throws ktf::Error naming `arg` when unknown.
@@ -43,16 +33,20 @@ std::function<torch::Tensor(const torch::Tensor&)> activation(const std::string&
 /// (the channel rounding of MobileNet, Keras and torchvision alike).
 int64_t make_divisible(double value, int64_t divisor = 8);
 
-/// An argument given as an integer or as [h, w]; throws ktf::Error naming `arg` otherwise or when
-/// a value is below `min`.
-std::array<int64_t, 2> int_pair(const Json& value, const std::string& arg, int64_t min = 1);
+/// A size argument (kernel, stride, dilation) as {h, w}; throws ktf::Error naming `arg` when a
+/// value is below `min` (the spec's .min() checks it first).
+std::array<int64_t, 2> int_pair(const Size2& value, const std::string& arg, int64_t min = 1);
+
+/// A padding argument: "same", "valid", an integer or [h, w] (declare it with
+/// .choices({"same", "valid"}).min(0)).
+using PaddingArg = std::variant<std::string, Size2>;
 
 /// Padding given as "valid", "same", an integer or [h, w].
 struct Padding {
   bool same = false;
   std::array<int64_t, 2> size{0, 0};  ///< explicit padding when !same
 };
-Padding parse_padding(const Json& value, const std::string& arg);
+Padding parse_padding(const PaddingArg& value, const std::string& arg);
 
 /// Keras "same" padding for one spatial dimension: (before, after), extra on the after side.
 std::pair<int64_t, int64_t> same_padding(int64_t in, int64_t kernel, int64_t stride,

@@ -185,8 +185,11 @@ void register_resnet(Registrar& r) {
             "ResNet basic block: two 3x3 convs with batch norm and a residual connection")
             .arg("in_channels", &BlockOptions::in_channels,
                  "input channels; default: from the input shape")
+            .min(1)
             .required("out_channels", &BlockOptions::out_channels, "output channels")
+            .min(1)
             .arg("stride", &BlockOptions::stride, "stride (2 halves height and width)")
+            .min(1)
             .example(Json::object({{"out_channels", 16}, {"stride", 2}}), {8, 8, 8})
             .build([](const BlockOptions& o, BuildContext& ctx) {
               return BasicBlock(block_in_channels(o, ctx), o.out_channels, o.stride).ptr();
@@ -196,9 +199,13 @@ void register_resnet(Registrar& r) {
             "ResNet bottleneck block: 1x1 reduce, 3x3, 1x1 expand, with a residual connection")
             .arg("in_channels", &BlockOptions::in_channels,
                  "input channels; default: from the input shape")
+            .min(1)
             .required("out_channels", &BlockOptions::out_channels, "output channels")
+            .min(1)
             .arg("stride", &BlockOptions::stride, "stride of the 3x3 conv")
+            .min(1)
             .arg("width", &BlockOptions::width, "inner channels; default out_channels / 4")
+            .min(1)
             .example(Json::object({{"out_channels", 32}, {"stride", 2}}), {8, 8, 8})
             .build([](const BlockOptions& o, BuildContext& ctx) {
               const int64_t width = o.width ? *o.width : o.out_channels / 4;
@@ -213,8 +220,11 @@ void register_resnet(Registrar& r) {
                  "end with a Linear classifier; false outputs the pooled features [N, C]")
             .arg("num_outputs", &ResNetOptions::num_outputs,
                  "outputs of the top; default: the dataset's number of classes")
+            .min(1)
             .arg("input_shape", &ResNetOptions::input_shape,
                  "one example's [C, H, W]; default: the dataset's")
+            .sizes({3})
+            .min(1)
             .example(Json::object({{"depth", 18}, {"small_input", true}, {"num_outputs", 10}}),
                      {1, 28, 28})
             .build([](const ResNetOptions& o, BuildContext& ctx) {

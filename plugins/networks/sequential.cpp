@@ -23,19 +23,6 @@ struct SequentialOptions {
   std::optional<std::vector<int64_t>> input_shape;  ///< one example's shape; default: dataset's
 };
 
-/// Restores ctx.input_shape when a nested build leaves the scope, normally or by an exception.
-class InputShapeScope {
- public:
-  explicit InputShapeScope(BuildContext& ctx) : ctx_(ctx), saved_(ctx.input_shape) {}
-  ~InputShapeScope() { ctx_.input_shape = saved_; }
-  InputShapeScope(const InputShapeScope&) = delete;
-  InputShapeScope& operator=(const InputShapeScope&) = delete;
-
- private:
-  BuildContext& ctx_;
-  std::vector<int64_t> saved_;
-};
-
 class SequentialImpl : public Network {
  public:
   SequentialImpl(const SequentialOptions& o, BuildContext& ctx) {
@@ -83,10 +70,13 @@ void register_sequential(Registrar& r) {
             "layers applied in order; each is built for the previous layer's output shape")
             .required("layers", &SequentialOptions::layers,
                       "the layers (network components, e.g. ktf.layers.Conv2d), in order")
+            .non_empty()
             .arg("names", &SequentialOptions::names,
                  "submodule name of each layer (for freezing); default \"0\", \"1\", ...")
             .arg("input_shape", &SequentialOptions::input_shape,
                  "one example's shape, e.g. [1, 28, 28]; default: the dataset's")
+            .non_empty()
+            .min(1)
             .example(Json::object(
                          {{"layers",
                            Json::array({Json::object({{"ktf.layers.Conv2d",

@@ -38,11 +38,14 @@ void register_adagrad(Registrar& r) {
             .alias("tf.keras.optimizers.Adagrad")
             .alias("torch.optim.Adagrad")
             .arg("learning_rate", &AdagradOptions::learning_rate, "step size, >= 0 (default 0.001)")
+            .min(0)
             .arg("initial_accumulator_value", &AdagradOptions::initial_accumulator_value,
                  "starting value of the accumulators, >= 0 (default 0.1 as Keras; torch uses 0)")
+            .min(0)
             .arg("epsilon", &AdagradOptions::epsilon,
                  "added to the root of the accumulator, >= 0 (default 1e-7 as Keras; torch uses "
                  "1e-10)")
+            .min(0)
             .example(Json::object({{"learning_rate", 0.1}}))
             .build(make_adagrad));
 }

@@ -245,13 +245,20 @@ template <class Options>
 Definition<Optimizer, Options> adam_args(Definition<Optimizer, Options> d,
                                          const std::string& weight_decay_doc) {
   return d.arg("learning_rate", &Options::learning_rate, "step size, >= 0 (default 0.001)")
+      .min(0)
       .arg("beta_1", &Options::beta_1,
            "decay rate of the first-moment estimate, in [0, 1) (default 0.9)")
+      .min(0)
+      .below(1)
       .arg("beta_2", &Options::beta_2,
            "decay rate of the second-moment estimate, in [0, 1) (default 0.999)")
+      .min(0)
+      .below(1)
       .arg("epsilon", &Options::epsilon,
            "added to the denominator for stability, >= 0 (default 1e-7 as Keras; torch uses 1e-8)")
+      .min(0)
       .arg("weight_decay", &Options::weight_decay, weight_decay_doc)
+      .min(0)
       .arg("amsgrad", &Options::amsgrad, "use the AMSGrad variant (default false)")
       .arg("fused", &Options::fused,
            "keep parameters and gradients in flat buffers (fewer, larger ops): true, false, or "

@@ -59,14 +59,19 @@ void register_cosine_decay(Registrar& r) {
             "per step: linear warm-up to the optimizer's lr, then cosine decay to min_lr")
             .arg("warmup_steps", &CosineDecayOptions::warmup_steps,
                  "steps of linear warm-up: step s uses lr * (s + 1) / warmup_steps (default 0)")
+            .min(0)
             .arg("total_steps", &CosineDecayOptions::total_steps,
                  "warm-up plus decay length in steps; or give epochs and steps_per_epoch")
+            .min(1)
             .arg("epochs", &CosineDecayOptions::epochs,
                  "with steps_per_epoch, the length as epochs (instead of total_steps)")
+            .min(1)
             .arg("steps_per_epoch", &CosineDecayOptions::steps_per_epoch,
                  "with epochs: optimizer steps per epoch; default the dataset's batches per epoch")
+            .min(1)
             .arg("min_lr", &CosineDecayOptions::min_lr,
                  "lr at the end of the decay and after it, >= 0 (default 0)")
+            .min(0)
             .example(Json::object({{"warmup_steps", 1}, {"total_steps", 5}}))
             .build([](const CosineDecayOptions& o, BuildContext& ctx) {
               return std::make_shared<CosineDecay>(o, ctx);

@@ -51,12 +51,15 @@ void register_exponential_decay(Registrar& r) {
             .alias("tf.keras.optimizers.schedules.ExponentialDecay")
             .required("decay_steps", &ExponentialDecayOptions::decay_steps,
                       "steps over which the lr is multiplied by decay_rate, >= 1")
+            .min(1)
             .required("decay_rate", &ExponentialDecayOptions::decay_rate,
                       "multiplier per decay_steps steps, > 0")
+            .above(0)
             .arg("staircase", &ExponentialDecayOptions::staircase,
                  "decay in whole multiples of decay_steps (default false)")
             .arg("initial_learning_rate", &ExponentialDecayOptions::initial_learning_rate,
                  "lr at step 0; null (default) takes the optimizer's learning_rate")
+            .min(0)
             .example(Json::object({{"decay_steps", 2}, {"decay_rate", 0.5}}))
             .build([](const ExponentialDecayOptions& o, BuildContext& ctx) {
               return std::make_shared<ExponentialDecay>(o, ctx);

@@ -70,18 +70,26 @@ void register_one_cycle(Registrar& r) {
             "per step: one-cycle policy, cosine up to max_lr then down (OneCycleLR's lr)")
             .arg("max_lr", &OneCycleOptions::max_lr,
                  "peak lr; null (default) takes the optimizer's learning_rate")
+            .min(0)
             .arg("total_steps", &OneCycleOptions::total_steps,
                  "length of the cycle in steps; or give epochs and steps_per_epoch")
+            .min(1)
             .arg("epochs", &OneCycleOptions::epochs,
                  "with steps_per_epoch, the length as epochs (instead of total_steps)")
+            .min(1)
             .arg("steps_per_epoch", &OneCycleOptions::steps_per_epoch,
                  "with epochs: optimizer steps per epoch; default the dataset's batches per epoch")
+            .min(1)
             .arg("pct_start", &OneCycleOptions::pct_start,
                  "fraction of the cycle spent increasing the lr, in (0, 1) (default 0.3)")
+            .above(0)
+            .below(1)
             .arg("div_factor", &OneCycleOptions::div_factor,
                  "initial lr = max_lr / div_factor, > 0 (default 25)")
+            .above(0)
             .arg("final_div_factor", &OneCycleOptions::final_div_factor,
                  "final lr = initial lr / final_div_factor, > 0 (default 1e4)")
+            .above(0)
             .example(Json::object({{"max_lr", 0.1}, {"total_steps", 10}}))
             .build([](const OneCycleOptions& o, BuildContext& ctx) {
               return std::make_shared<OneCycle>(o, ctx);

@@ -16,6 +16,9 @@ void register_all(ktf::Registrar& r) {
   register_cosine_decay(r);
   register_one_cycle(r);
   register_reduce_on_plateau(r);
+  // What a cycle uses when no cycle of its config names an optimizer.
+  r.add_cycle_default("optimizer",
+                      ktf::Json::object({{"ktf.optimizers.Adam", ktf::Json::object()}}));
 }
 }  // namespace
 

@@ -96,18 +96,25 @@ void register_reduce_on_plateau(Registrar& r) {
           "per epoch: multiply the lr by factor when a monitored log stops improving")
           .arg("monitor", &ReduceOnPlateauOptions::monitor,
                "epoch log to watch, e.g. \"val_loss\" (default) or \"val_accuracy\"")
+          .non_empty()
           .arg("mode", &ReduceOnPlateauOptions::mode,
                "\"min\", \"max\", or \"auto\" (default: max when monitor contains \"acc\")",
                {"auto", "min", "max"})
           .arg("factor", &ReduceOnPlateauOptions::factor,
                "new lr = lr * factor, in (0, 1) (default 0.1)")
+          .above(0)
+          .below(1)
           .arg("patience", &ReduceOnPlateauOptions::patience,
                "epochs without improvement before a reduction, >= 0 (default 10)")
+          .min(0)
           .arg("min_delta", &ReduceOnPlateauOptions::min_delta,
                "smallest change that counts as an improvement, >= 0 (default 1e-4)")
+          .min(0)
           .arg("cooldown", &ReduceOnPlateauOptions::cooldown,
                "epochs after a reduction before counting again, >= 0 (default 0)")
+          .min(0)
           .arg("min_lr", &ReduceOnPlateauOptions::min_lr, "lower bound of the lr, >= 0 (default 0)")
+          .min(0)
           .example(Json::object({{"monitor", "val_loss"}, {"patience", 1}}))
           .build([](const ReduceOnPlateauOptions& o, BuildContext& ctx) {
             return std::make_shared<ReduceOnPlateau>(o, ctx);

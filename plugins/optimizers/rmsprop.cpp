@@ -44,11 +44,16 @@ void register_rmsprop(Registrar& r) {
             .alias("tf.keras.optimizers.RMSprop")
             .alias("torch.optim.RMSprop")
             .arg("learning_rate", &RMSpropOptions::learning_rate, "step size, >= 0 (default 0.001)")
+            .min(0)
             .arg("rho", &RMSpropOptions::rho,
                  "decay rate of the mean square (torch's alpha), in [0, 1) (default 0.9)")
+            .min(0)
+            .below(1)
             .arg("momentum", &RMSpropOptions::momentum, "momentum factor, >= 0 (default 0)")
+            .min(0)
             .arg("epsilon", &RMSpropOptions::epsilon,
                  "added to the root mean square, >= 0 (default 1e-7 as Keras; torch uses 1e-8)")
+            .min(0)
             .arg("centered", &RMSpropOptions::centered,
                  "normalise by the estimated variance of the gradient (default false)")
             .example(Json::object({{"learning_rate", 0.01}}))

@@ -42,13 +42,18 @@ void register_sgd(Registrar& r) {
             .alias("tf.keras.optimizers.SGD")
             .alias("torch.optim.SGD")
             .arg("learning_rate", &SGDOptions::learning_rate, "step size, >= 0 (default 0.01)")
+            .min(0)
             .arg("momentum", &SGDOptions::momentum, "momentum factor, >= 0 (default 0)")
+            .min(0)
             .arg("nesterov", &SGDOptions::nesterov,
                  "Nesterov momentum; needs momentum > 0 and dampening 0 (default false)")
             .arg("weight_decay", &SGDOptions::weight_decay,
                  "L2 penalty added to the gradient as in torch.optim.SGD, >= 0 (default 0)")
+            .min(0)
             .arg("dampening", &SGDOptions::dampening,
                  "dampening of the momentum as in torch.optim.SGD, in [0, 1] (default 0)")
+            .min(0)
+            .max(1)
             .example(Json::object({{"learning_rate", 0.1}, {"momentum", 0.9}}))
             .build(make_sgd));
 }

@@ -69,8 +69,10 @@ void register_step_decay(Registrar& r) {
             "per epoch: multiply the learning rate by gamma every step_size epochs")
             .alias("torch.optim.lr_scheduler.StepLR")
             .required("step_size", &StepDecayOptions::step_size, "epochs between decays, >= 1")
+            .min(1)
             .arg("gamma", &StepDecayOptions::gamma,
                  "multiplier applied at each decay, > 0 (default 0.1)")
+            .above(0)
             .example(Json::object({{"step_size", 2}, {"gamma", 0.5}}))
             .build([](const StepDecayOptions& o, BuildContext& ctx) {
               return std::make_shared<StepDecay>(o, ctx);
@@ -81,8 +83,11 @@ void register_step_decay(Registrar& r) {
             .alias("torch.optim.lr_scheduler.MultiStepLR")
             .required("milestones", &MultiStepDecayOptions::milestones,
                       "epoch counts after which the lr decays, strictly increasing, >= 1")
+            .non_empty()
+            .min(1)
             .arg("gamma", &MultiStepDecayOptions::gamma,
                  "multiplier applied at each milestone, > 0 (default 0.1)")
+            .above(0)
             .example(Json::object({{"milestones", Json::array({1, 3})}, {"gamma", 0.1}}))
             .build([](const MultiStepDecayOptions& o, BuildContext& ctx) {
               return std::make_shared<MultiStepDecay>(o, ctx);

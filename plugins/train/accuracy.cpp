@@ -87,6 +87,7 @@ void register_accuracy(Registrar& r) {
           "fraction of examples whose highest output is the target class index")
           .alias("tf.keras.metrics.SparseCategoricalAccuracy")
           .arg("name", &AccuracyOptions::name, "log key (\"val_\" is prefixed on validation data)")
+          .non_empty()
           .example(Json::object())
           .example_target({})
           .build([](const AccuracyOptions& o, BuildContext&) {
@@ -99,6 +100,7 @@ void register_accuracy(Registrar& r) {
             .alias("tf.keras.metrics.SparseTopKCategoricalAccuracy")
             .arg("k", &TopKOptions::k,
                  "a prediction counts when the target is among the k highest outputs")
+            .min(1)
             .arg("name", &TopKOptions::name, "log key; empty = \"top_<k>_accuracy\"")
             .example(Json::object({{"k", 5}}))
             .example_target({})

@@ -88,7 +88,7 @@ class MacroMetric : public Metric {
   Average what_;
 };
 
-class ConfusionMatrix : public ReportingMetric {
+class ConfusionMatrix : public Metric {
  public:
   ConfusionMatrix(std::string name, int64_t num_classes, std::string filename)
       : name_(std::move(name)), counter_(num_classes), filename_(std::move(filename)) {}
@@ -130,6 +130,7 @@ Definition<Metric, Options>& class_args(Definition<Metric, Options>& d, const ch
   return d
       .template arg<std::optional<int64_t>>("num_classes", &Options::num_classes,
                                             "number of classes; null = the dataset's")
+      .min(2)
       .template arg<std::string>("name", &Options::name, name_doc)
       .example(Json::object())
       .example_target({});
@@ -167,7 +168,8 @@ void register_classification_metrics(Registrar& r) {
       "confusion matrix written per epoch to a JSON-lines file; logs the overall accuracy");
   class_args(d, "log key of the overall accuracy; empty = \"confusion_accuracy\"");
   d.arg("filename", &ClassMetricOptions::filename,
-        "JSON-lines file (relative to the run directory) receiving each epoch's matrices");
+        "JSON-lines file (relative to the run directory) receiving each epoch's matrices")
+      .non_empty();
   r.add(d.build([](const ClassMetricOptions& o, BuildContext& ctx) {
     KTF_CHECK(!o.filename.empty(), "filename must not be empty");
     return std::make_shared<ConfusionMatrix>(o.name.empty() ? "confusion_accuracy" : o.name,

@@ -17,7 +17,7 @@ struct CSVLoggerOptions {
   bool append = false;                    ///< append to an existing file instead of replacing it
 };
 
-class CSVLogger : public LoopCallback {
+class CSVLogger : public Callback {
  public:
   explicit CSVLogger(const CSVLoggerOptions& o) : o_(o) {
     KTF_CHECK(!o.filename.empty(), "filename must not be empty");
@@ -79,7 +79,9 @@ void register_csv_logger(Registrar& r) {
             .alias("tf.keras.callbacks.CSVLogger")
             .arg("filename", &CSVLoggerOptions::filename,
                  "CSV file, relative to the run directory (absolute allowed)")
+            .non_empty()
             .arg("separator", &CSVLoggerOptions::separator, "column separator")
+            .non_empty()
             .arg("append", &CSVLoggerOptions::append,
                  "append to an existing file instead of replacing it")
             .example(Json::object({{"filename", "training.csv"}}))

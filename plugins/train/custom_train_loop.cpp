@@ -20,7 +20,7 @@ void register_custom_train_loop(Registrar& r) {
            {"train_step", Json::object({{"ktf.train.steps.Supervised", Json::object()}})}}));
   r.add(d.build([](const LoopOptions& o, BuildContext& ctx) {
     std::shared_ptr<TrainStep> step =
-        o.train_step.empty() ? make_supervised_step(std::nullopt, 1) : ctx.build(o.train_step);
+        o.train_step.empty() ? make_supervised_step(StepSettings{}) : ctx.build(o.train_step);
     return std::make_shared<LoopRunner>(o, ctx, step);
   }));
 }

@@ -20,7 +20,7 @@ struct EarlyStoppingOptions {
   int64_t verbose = 0;                ///< 1 = log when stopping and restoring
 };
 
-class EarlyStopping : public LoopCallback {
+class EarlyStopping : public Callback {
  public:
   explicit EarlyStopping(const EarlyStoppingOptions& o) : o_(o), monitor_(o.monitor, o.mode) {
     KTF_CHECK(o.min_delta >= 0, "min_delta must be >= 0, got ", o.min_delta);
@@ -112,10 +112,13 @@ void register_early_stopping(Registrar& r) {
             "stops training when the monitored quantity has stopped improving")
             .alias("tf.keras.callbacks.EarlyStopping")
             .arg("monitor", &EarlyStoppingOptions::monitor, "log key to watch")
+            .non_empty()
             .arg("min_delta", &EarlyStoppingOptions::min_delta,
                  "smallest change counted as an improvement")
+            .min(0)
             .arg("patience", &EarlyStoppingOptions::patience,
                  "epochs without improvement before stopping")
+            .min(0)
             .arg("mode", &EarlyStoppingOptions::mode,
                  "auto (max for accuracy-like keys), min or max", {"auto", "min", "max"})
             .arg("baseline", &EarlyStoppingOptions::baseline,
@@ -124,6 +127,7 @@ void register_early_stopping(Registrar& r) {
                  "on stopping, restore the weights of the best epoch")
             .arg("start_from_epoch", &EarlyStoppingOptions::start_from_epoch,
                  "epochs to wait before watching")
+            .min(0)
             .arg("verbose", &EarlyStoppingOptions::verbose,
                  "accepted for Keras configs (stops are always logged)")
             .example(Json::object({{"monitor", "val_loss"}, {"patience", 2}}))

@@ -15,7 +15,7 @@ struct JSONLoggerOptions {
   bool append = false;                      ///< append to an existing file instead of replacing it
 };
 
-class JSONLogger : public LoopCallback {
+class JSONLogger : public Callback {
  public:
   explicit JSONLogger(const JSONLoggerOptions& o) : o_(o) {
     KTF_CHECK(!o.filename.empty(), "filename must not be empty");
@@ -32,7 +32,7 @@ class JSONLogger : public LoopCallback {
     if (!out_.is_open()) return;
     Json line =
         Json::object({{"cycle", static_cast<int64_t>(ctx.cycle + 1)}, {"epoch", epoch + 1}});
-    for (const auto& [k, v] : logs) line.set(k, v);
+    for (const auto& [k, v] : logs) line.set(k, v.to_json());
     out_ << line.dump() << "\n";
     out_.flush();
   }
@@ -51,6 +51,7 @@ void register_json_logger(Registrar& r) {
                                             "writes each epoch's logs as one JSON line")
             .arg("filename", &JSONLoggerOptions::filename,
                  "JSON-lines file, relative to the run directory (absolute allowed)")
+            .non_empty()
             .arg("append", &JSONLoggerOptions::append,
                  "append to an existing file instead of replacing it")
             .example(Json::object({{"filename", "training.jsonl"}}))

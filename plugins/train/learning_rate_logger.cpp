@@ -14,7 +14,7 @@ struct LearningRateLoggerOptions {
   int64_t every_n_steps = 50;              ///< with "step": record every N optimizer steps
 };
 
-class LearningRateLogger : public LoopCallback {
+class LearningRateLogger : public Callback {
  public:
   explicit LearningRateLogger(const LearningRateLoggerOptions& o)
       : per_step_(o.logging_interval == "step"), every_(o.every_n_steps) {
@@ -29,7 +29,7 @@ class LearningRateLogger : public LoopCallback {
     if (!per_step_ || ctx.global_step == last_step_ || ctx.global_step % every_ != 0) return;
     last_step_ = ctx.global_step;
     Logs logs = rates(ctx);
-    logs.insert(logs.begin(), {"step", static_cast<double>(ctx.global_step)});
+    logs.insert(logs.begin(), {"step", LogValue(ctx.global_step)});
     ctx.record("lr", ctx.epoch, logs);
   }
 
@@ -68,6 +68,7 @@ void register_learning_rate_logger(Registrar& r) {
                  "\"epoch\" or \"step\"", {"epoch", "step"})
             .arg("every_n_steps", &LearningRateLoggerOptions::every_n_steps,
                  "with logging_interval \"step\": record every N optimizer steps")
+            .min(1)
             .example(Json::object({{"logging_interval", "epoch"}}))
             .build([](const LearningRateLoggerOptions& o, BuildContext&) {
               return std::make_shared<LearningRateLogger>(o);

@@ -40,14 +40,38 @@ LoopRunner::LoopRunner(const LoopOptions& options, BuildContext& ctx,
   for (const auto& ref : options.callbacks) {
     auto cb = ctx.build(ref);
     KTF_CHECK(cb, "callbacks: an entry is null");
-    auto* lc = dynamic_cast<LoopCallback*>(cb.get());
-    has_progress |= lc && lc->prints_progress();
+    has_progress |= cb->shows_progress();
     callbacks_.push_back(std::move(cb));
   }
   if (options.verbose > 0 && !has_progress)
     callbacks_.insert(callbacks_.begin(), make_progress_bar(options.verbose, 10.0));
-  for (auto& cb : callbacks_)
-    if (auto* lc = dynamic_cast<LoopCallback*>(cb.get())) loop_callbacks_.push_back(lc);
+}
+
+void LoopRunner::Pass::add_loss(const torch::Tensor& loss, int64_t n) {
+  if (!loss_sum.defined())
+    loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(loss.device()));
+  loss_sum.add_(loss.dim() == 0 ? loss : loss.reshape({}), static_cast<double>(n));
+  examples += n;
+}
+
+void LoopRunner::Pass::add_values(
+    const std::vector<std::pair<std::string, torch::Tensor>>& step_values) {
+  for (const auto& [name, value] : step_values) {
+    KTF_CHECK_RUNTIME(value.defined() && value.numel() == 1, "the train step's value '", name,
+                      "' must be a scalar");
+    auto it =
+        std::find_if(values.begin(), values.end(), [&](const auto& v) { return v.first == name; });
+    if (it == values.end()) {
+      values.emplace_back(
+          name,
+          std::make_pair(
+              torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(value.device())),
+              int64_t{0}));
+      it = values.end() - 1;
+    }
+    it->second.first.add_(value.detach().reshape({}).to(torch::kDouble));
+    ++it->second.second;
+  }
 }
 
 void LoopRunner::prepare(TrainContext& ctx) {
@@ -87,15 +111,12 @@ void LoopRunner::prepare(TrainContext& ctx) {
           " trainable");
 }
 
-void LoopRunner::after_optimizer_step(TrainContext& ctx) {
-  ++ctx.global_step;
-  if (ctx.lr_schedule) ctx.lr_schedule->on_batch_end(ctx.global_step);
-}
-
 Logs LoopRunner::running_logs(const Pass& pass) {
   Logs logs;
   if (pass.examples > 0)
     logs.emplace_back("loss", pass.loss_sum.item<double>() / static_cast<double>(pass.examples));
+  for (const auto& [name, sum] : pass.values)
+    set_log(logs, name, sum.first.item<double>() / static_cast<double>(sum.second));
   return logs;
 }
 
@@ -103,9 +124,9 @@ void LoopRunner::add_metric_logs(TrainContext& ctx, int64_t epoch, const std::st
                                  const std::string& prefix, Logs& logs) {
   for (auto& m : ctx.metrics) {
     set_log(logs, prefix + m->name(), m->compute());
-    auto* reporting = dynamic_cast<ReportingMetric*>(m.get());
-    if (!reporting || ctx.run_dir.empty()) continue;
-    auto path = resolve_run_path(ctx.run_dir, reporting->report_file());
+    const std::string file = m->report_file();
+    if (file.empty() || ctx.run_dir.empty()) continue;
+    auto path = resolve_run_path(ctx.run_dir, file);
     if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
     std::ofstream out(path, std::ios::app);
     if (!out) throw Error("cannot write '" + path.string() + "'", {}, kExitRuntime);
@@ -113,13 +134,12 @@ void LoopRunner::add_metric_logs(TrainContext& ctx, int64_t epoch, const std::st
                               {"epoch", epoch + 1},
                               {"phase", phase},
                               {"metric", m->name()},
-                              {"value", reporting->report()}});
+                              {"value", m->report()}});
     out << line.dump() << "\n";
   }
 }
 
 void LoopRunner::train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs) {
-  auto* reporting = dynamic_cast<ReportingStep*>(step_.get());
   ctx.model->train();
   for (auto& bn : frozen_norms_) bn->eval();  // frozen BatchNorm keeps its statistics
   for (auto& m : ctx.metrics) m->reset();
@@ -133,22 +153,23 @@ void LoopRunner::train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs) {
     if (!batch) break;
     batch->input = to_device(batch->input, ctx.device, ctx.input_format);
     batch->target = to_device(batch->target, ctx.device);
-    torch::Tensor loss = step_->step(ctx, *batch);
-    KTF_CHECK_RUNTIME(loss.defined() && loss.numel() == 1,
-                      "the train step must return a scalar loss, got ",
-                      loss.defined() ? loss.sizes() : torch::IntArrayRef{});
-    const int64_t n = batch->input.dim() > 0 ? batch->input.size(0) : 1;
-    pass.add_loss(loss.detach(), n);
     const int64_t index = pass.batches++;
+    ctx.batch = index;
+    for (auto& cb : callbacks_) cb->on_batch_begin(ctx, index);
+    StepResult result = step_->step(ctx, *batch);
+    KTF_CHECK_RUNTIME(result.loss.defined() && result.loss.numel() == 1,
+                      "the train step must return a scalar loss, got ",
+                      result.loss.defined() ? result.loss.sizes() : torch::IntArrayRef{});
+    const int64_t n = batch->input.dim() > 0 ? batch->input.size(0) : 1;
+    pass.add_loss(result.loss.detach(), n);
+    pass.add_values(result.values);
     if (ctx.cycle == 0 && epoch == 0 && index == 0) first_step_ = seconds_since_process_start();
-    if (!reporting || reporting->last_stepped) after_optimizer_step(ctx);
-    torch::Tensor output = reporting ? reporting->last_output : torch::Tensor();
-    if (!output.defined()) pass.have_outputs = false;
+    if (!result.output.defined()) pass.have_outputs = false;
     if (pass.have_outputs)
-      for (auto& m : ctx.metrics) m->update(output, batch->target);
+      for (auto& m : ctx.metrics) m->update(result.output, batch->target);
 
     bool wanted = false;
-    for (auto* lc : loop_callbacks_) wanted |= lc->wants_batch_logs(ctx, index);
+    for (auto& cb : callbacks_) wanted |= cb->wants_batch_logs(ctx, index);
     Logs batch_logs;
     if (wanted) {
       batch_logs = running_logs(pass);
@@ -158,7 +179,7 @@ void LoopRunner::train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs) {
     for (auto& cb : callbacks_) cb->on_batch_end(ctx, index, batch_logs);
     if (ctx.stop_training || TrainContext::interrupted()) break;
   }
-  if (reporting && reporting->finish_epoch(ctx)) after_optimizer_step(ctx);
+  ctx.finish_accumulation();
   if (pass.loss_sum.defined()) pass.loss_sum.item<double>();  // finish queued device work
   last_timing_ = {std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
                   pass.examples, pass.batches};
@@ -180,7 +201,7 @@ void LoopRunner::validate(TrainContext& ctx, int64_t epoch, Logs& logs) {
     if (!batch) break;
     auto input = to_device(batch->input, ctx.device, ctx.input_format);
     auto target = to_device(batch->target, ctx.device);
-    auto output = ctx.model->forward(input);
+    auto output = ctx.forward(input);
     auto loss = ctx.loss->compute(output, target);
     const int64_t n = input.dim() > 0 ? input.size(0) : 1;
     pass.add_loss(loss, n);
@@ -197,28 +218,30 @@ Logs LoopRunner::run(TrainContext& ctx) {
   KTF_CHECK(ctx.model && ctx.loss && ctx.optimizer && ctx.train_data,
             "the train loop needs a model, a loss, an optimizer and training data");
   ctx.stop_training = false;
-  const int64_t planned =
+  ctx.step_settings = StepSettings{options_.grad_accumulation, options_.clip_grad_norm};
+  ctx.callbacks = callbacks_;
+  ctx.num_epochs = ctx.dry_run ? 1 : options_.num_epochs;  // --dry-run: one epoch of one batch
+  ctx.steps_per_epoch =
       options_.steps_per_epoch
           ? (ctx.train_data->num_batches() < 0
                  ? *options_.steps_per_epoch
                  : std::min(*options_.steps_per_epoch, ctx.train_data->num_batches()))
           : ctx.train_data->num_batches();
-  for (auto* lc : loop_callbacks_) lc->on_plan(planned, options_.num_epochs);
   for (auto& cb : callbacks_) cb->on_train_begin(ctx);
   Logs logs;
-  for (int64_t epoch = ctx.epoch; epoch < options_.num_epochs; ++epoch) {
+  for (int64_t epoch = ctx.epoch; epoch < ctx.num_epochs; ++epoch) {
     ctx.epoch = epoch;
     for (auto& cb : callbacks_) cb->on_epoch_begin(ctx, epoch);
     train_epoch(ctx, epoch, logs);
-    const bool last = epoch + 1 == options_.num_epochs || ctx.stop_training;
+    const bool last = epoch + 1 == ctx.num_epochs || ctx.stop_training;
     if (ctx.valid_data && (last || (epoch + 1) % options_.valid_freq == 0) &&
         !TrainContext::interrupted())
       validate(ctx, epoch, logs);
     set_log(logs, "lr", current_lr(*ctx.optimizer));  // before the schedule's epoch update
     Logs recorded = logs;  // metrics.jsonl also gets the training pass's timing
     recorded.emplace_back("train_seconds", last_timing_.seconds);
-    recorded.emplace_back("train_samples", static_cast<double>(last_timing_.examples));
-    recorded.emplace_back("train_steps", static_cast<double>(last_timing_.batches));
+    recorded.emplace_back("train_samples", LogValue(last_timing_.examples));
+    recorded.emplace_back("train_steps", LogValue(last_timing_.batches));
     recorded.emplace_back("samples_per_second",
                           last_timing_.examples / std::max(last_timing_.seconds, 1e-9));
     if (first_step_ >= 0) recorded.emplace_back("first_step_after_start", first_step_);

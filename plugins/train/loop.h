@@ -1,6 +1,6 @@
 // The epoch machinery shared by ktf.train.KerasTrainLoop and ktf.train.CustomTrainLoop: freezing,
-// epochs of train steps, validation, logs, callbacks and stopping. The two loops differ only in
-// the TrainStep they run.
+// epochs of train steps, validation, logs, callbacks and stopping, on the SDK's training protocol
+// (ktf/train.h). The two loops differ only in the TrainStep they run.
 #pragma once
 
 #include <ktf/registry.h>
@@ -33,19 +33,25 @@ struct LoopOptions {
 template <class Options>
 Definition<TrainLoop, Options>& common_loop_args(Definition<TrainLoop, Options>& d) {
   return d.template arg<int64_t>("num_epochs", &Options::num_epochs, "epochs to train")
+      .min(0)
       .template arg<std::optional<int64_t>>("steps_per_epoch", &Options::steps_per_epoch,
                                             "batches per epoch; null = the whole train split")
+      .min(1)
       .template arg<std::optional<int64_t>>("num_valid_steps", &Options::num_valid_steps,
                                             "validation batches per validation; null = all")
+      .min(0)
       .template arg<int64_t>("valid_freq", &Options::valid_freq,
                              "validate every N epochs (and always after the last epoch)")
+      .min(1)
       .template arg<std::vector<Ref<Callback>>>("callbacks", &Options::callbacks,
                                                 "Keras-style callbacks, run in order")
       .template arg<std::vector<std::string>>(
           "freeze_submodels", &Options::freeze_submodels,
           "submodules to freeze; nested names scoped with '@', e.g. base_model@layer1")
       .template arg<int64_t>("verbose", &Options::verbose,
-                             "0 silent, 1 progress bar, 2 one line per epoch");
+                             "0 silent, 1 progress bar, 2 one line per epoch")
+      .min(0)
+      .max(2);
 }
 
 class LoopRunner : public TrainLoop {
@@ -61,16 +67,13 @@ class LoopRunner : public TrainLoop {
   struct Pass {
     torch::Tensor loss_sum;  ///< sum of batch loss x batch size (double, on the device)
     int64_t examples = 0;
-    /// Adds a batch's scalar loss weighted by its size: one in-place op, no host sync.
-    void add_loss(const torch::Tensor& loss, int64_t n) {
-      if (!loss_sum.defined())
-        loss_sum =
-            torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(loss.device()));
-      loss_sum.add_(loss.dim() == 0 ? loss : loss.reshape({}), static_cast<double>(n));
-      examples += n;
-    }
     int64_t batches = 0;
-    bool have_outputs = true;  ///< metrics were updated (the step exposed its outputs)
+    bool have_outputs = true;  ///< metrics were updated (the step returned its outputs)
+    /// Sums of the step's named values (double, on the device) and how many batches gave each.
+    std::vector<std::pair<std::string, std::pair<torch::Tensor, int64_t>>> values;
+    /// Adds a batch's scalar loss weighted by its size: one in-place op, no host sync.
+    void add_loss(const torch::Tensor& loss, int64_t n);
+    void add_values(const std::vector<std::pair<std::string, torch::Tensor>>& step_values);
   };
   /// Wall time, examples and batches of the last training pass (written to metrics.jsonl).
   struct Timing {
@@ -82,7 +85,6 @@ class LoopRunner : public TrainLoop {
   double first_step_ = -1;  ///< seconds from process start to the run's first step, once
   void train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs);
   void validate(TrainContext& ctx, int64_t epoch, Logs& logs);
-  void after_optimizer_step(TrainContext& ctx);
   void add_metric_logs(TrainContext& ctx, int64_t epoch, const std::string& phase,
                        const std::string& prefix, Logs& logs);
   Logs running_logs(const Pass& pass);
@@ -90,11 +92,10 @@ class LoopRunner : public TrainLoop {
   LoopOptions options_;
   std::shared_ptr<TrainStep> step_;
   std::vector<std::shared_ptr<Callback>> callbacks_;
-  std::vector<LoopCallback*> loop_callbacks_;
   std::vector<std::shared_ptr<torch::nn::Module>> frozen_norms_;
 };
 
 /// The progress bar KerasTrainLoop adds for verbose 1 and 2 (ktf.callbacks.ProgressBar).
-std::shared_ptr<LoopCallback> make_progress_bar(int64_t verbose, double interval);
+std::shared_ptr<Callback> make_progress_bar(int64_t verbose, double interval);
 
 }  // namespace ktf::train

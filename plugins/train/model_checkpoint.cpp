@@ -61,7 +61,7 @@ std::vector<std::variant<std::string, Field>> parse_pattern(const std::string& p
   return parts;
 }
 
-class ModelCheckpoint : public LoopCallback {
+class ModelCheckpoint : public Callback {
  public:
   explicit ModelCheckpoint(const ModelCheckpointOptions& o)
       : o_(o), monitor_(o.monitor, o.mode), pattern_(parse_pattern(o.filepath)) {
@@ -166,7 +166,9 @@ void register_model_checkpoint(Registrar& r) {
           .arg(
               "filepath", &ModelCheckpointOptions::filepath,
               "path pattern relative to the run directory, e.g. ckpt/{epoch:02d}-{val_loss:.3f}.pt")
+          .non_empty()
           .arg("monitor", &ModelCheckpointOptions::monitor, "log key deciding the best model")
+          .non_empty()
           .arg("mode", &ModelCheckpointOptions::mode,
                "auto (max for accuracy-like keys), min or max", {"auto", "min", "max"})
           .arg("save_best_only", &ModelCheckpointOptions::save_best_only,

@@ -46,19 +46,19 @@ std::string format_seconds(double s) {
   return buf;
 }
 
-class ProgressBar : public LoopCallback {
+class ProgressBar : public Callback {
  public:
   ProgressBar(int64_t verbose, double interval) : verbose_(verbose), interval_(interval) {
     KTF_CHECK(verbose == 1 || verbose == 2, "verbose must be 1 or 2, got ", verbose);
     KTF_CHECK(interval > 0, "interval must be > 0 seconds, got ", interval);
   }
 
-  bool prints_progress() const override { return true; }
-  void on_plan(int64_t steps_per_epoch, int64_t num_epochs) override {
-    steps_ = steps_per_epoch;
-    epochs_ = num_epochs;
+  bool shows_progress() const override { return true; }
+  void on_train_begin(TrainContext& ctx) override {
+    tty_ = ctx.is_tty();
+    steps_ = ctx.steps_per_epoch;
+    epochs_ = ctx.num_epochs;
   }
-  void on_train_begin(TrainContext& ctx) override { tty_ = ctx.is_tty(); }
   void on_epoch_begin(TrainContext&, int64_t) override {
     start_ = last_ = Clock::now();
     done_ = 0;
@@ -119,7 +119,7 @@ class ProgressBar : public LoopCallback {
 
 }  // namespace
 
-std::shared_ptr<LoopCallback> make_progress_bar(int64_t verbose, double interval) {
+std::shared_ptr<Callback> make_progress_bar(int64_t verbose, double interval) {
   return std::make_shared<ProgressBar>(verbose, interval);
 }
 
@@ -129,8 +129,11 @@ void register_progress_bar(Registrar& r) {
           "ktf.callbacks.ProgressBar",
           "Keras-style progress: an updating line on a terminal, periodic lines elsewhere")
           .arg("verbose", &ProgressBarOptions::verbose, "1 = progress bar, 2 = one line per epoch")
+          .min(1)
+          .max(2)
           .arg("interval", &ProgressBarOptions::interval,
                "seconds between plain progress lines when stdout is not a terminal")
+          .above(0)
           .example(Json::object({{"verbose", 1}}))
           .build([](const ProgressBarOptions& o, BuildContext&) {
             return make_progress_bar(o.verbose, o.interval);

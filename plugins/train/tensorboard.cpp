@@ -20,6 +20,7 @@
 #include <atomic>
 #include <chrono>
 #include <sstream>
+#include <variant>
 
 #include "tensorboard/event.pb.h"
 #include "train.h"
@@ -31,12 +32,14 @@ namespace fs = std::filesystem;
 struct TensorBoardOptions {
   std::string log_dir = "logs";  ///< event directory, relative to the run directory
   int64_t histogram_freq = 0;    ///< parameter histograms every N epochs; 0 = never
-  Json update_freq = "epoch";    ///< "epoch", "batch" or N: batch-level scalars every N steps
-  bool write_graph = true;       ///< write the model's structure as a text summary
-  bool write_images = false;     ///< write input images of the first validation batch
-  int64_t max_images = 3;        ///< images written by write_images
+  /// "epoch", "batch" or N: batch-level scalars every N steps
+  std::variant<std::string, int64_t> update_freq = std::string("epoch");
+  bool write_graph = true;              ///< write the model's structure as a text summary
+  bool write_images = false;            ///< write input images of the first validation batch
+  int64_t max_images = 3;               ///< images written by write_images
   bool write_steps_per_second = false;  ///< write "epoch_steps_per_second"
-  Json profile_batch = 0;               ///< accepted for Keras configs; profiling is not supported
+  /// accepted for Keras configs (N, [start, stop] or "start,stop"); profiling is not supported
+  std::variant<int64_t, std::string, std::vector<int64_t>> profile_batch = int64_t{0};
   int64_t embeddings_freq = 0;  ///< accepted for Keras configs; embeddings are not supported
 };
 
@@ -136,26 +139,23 @@ class EventWriter {
 };
 
 /// update_freq as a step interval: 0 = per epoch only.
-int64_t parse_update_freq(const Json& j) {
-  if (j.is_string() && j.as_string() == "epoch") return 0;
-  if (j.is_string() && j.as_string() == "batch") return 1;
-  if (j.is_int() && j.as_int() >= 1) return j.as_int();
+int64_t parse_update_freq(const std::variant<std::string, int64_t>& v) {
+  if (const auto* s = std::get_if<std::string>(&v)) {
+    if (*s == "epoch") return 0;
+    if (*s == "batch") return 1;
+  } else if (std::get<int64_t>(v) >= 1) {
+    return std::get<int64_t>(v);
+  }
   throw Error("update_freq must be \"epoch\", \"batch\" or a positive integer, got " +
-              describe_value(j));
+              describe_value(ArgTraits<std::variant<std::string, int64_t>>::to_json(v)));
 }
 
-bool profiling_requested(const Json& j) {
-  if (j.is_null()) return false;
-  if (j.is_bool()) return j.as_bool();
-  if (j.is_int()) return j.as_int() != 0;
-  if (j.is_string())
-    return !j.as_string().empty() && j.as_string() != "0" && j.as_string() != "0,0";
-  if (j.is_array()) {
-    for (const auto& x : j.as_array())
-      if (!x.is_int() || x.as_int() != 0) return true;
-    return false;
-  }
-  return true;
+bool profiling_requested(const std::variant<int64_t, std::string, std::vector<int64_t>>& v) {
+  if (const auto* n = std::get_if<int64_t>(&v)) return *n != 0;
+  if (const auto* s = std::get_if<std::string>(&v)) return !s->empty() && *s != "0" && *s != "0,0";
+  for (int64_t x : std::get<std::vector<int64_t>>(v))
+    if (x != 0) return true;
+  return false;
 }
 
 /// [C, H, W] float or uint8 -> [H, W, C] uint8 scaled to 0..255 per image.
@@ -169,7 +169,7 @@ torch::Tensor to_hwc_uint8(const torch::Tensor& chw) {
   return x.permute({1, 2, 0}).contiguous();
 }
 
-class TensorBoard : public LoopCallback {
+class TensorBoard : public Callback {
  public:
   explicit TensorBoard(const TensorBoardOptions& o)
       : o_(o), update_every_(parse_update_freq(o.update_freq)) {
@@ -285,21 +285,29 @@ void register_tensorboard(Registrar& r) {
             .alias("tf.keras.callbacks.TensorBoard")
             .arg("log_dir", &TensorBoardOptions::log_dir,
                  "event directory, relative to the run directory (absolute allowed)")
+            .non_empty()
             .arg("histogram_freq", &TensorBoardOptions::histogram_freq,
                  "parameter histograms every N epochs; 0 = never")
+            .min(0)
             .arg("update_freq", &TensorBoardOptions::update_freq,
                  "\"epoch\", \"batch\" or N: also write batch-level scalars every N steps")
+            .choices({"epoch", "batch"})
+            .min(1)
             .arg("write_graph", &TensorBoardOptions::write_graph,
                  "write the model's module structure as a text summary")
             .arg("write_images", &TensorBoardOptions::write_images,
                  "write input images of the first validation batch as image summaries")
             .arg("max_images", &TensorBoardOptions::max_images, "images written by write_images")
+            .min(1)
             .arg("write_steps_per_second", &TensorBoardOptions::write_steps_per_second,
                  "write the training speed as \"epoch_steps_per_second\"")
             .arg("profile_batch", &TensorBoardOptions::profile_batch,
-                 "accepted for Keras configs; profiling is not supported (a warning is logged)")
+                 "accepted for Keras configs: N, [start, stop] or \"start,stop\"; profiling is not "
+                 "supported (a non-zero value logs a warning)")
+            .min(0)
             .arg("embeddings_freq", &TensorBoardOptions::embeddings_freq,
                  "accepted for Keras configs; embeddings are not supported (a warning is logged)")
+            .min(0)
             .example(Json::object({{"log_dir", "tensorboard"}, {"histogram_freq", 1}}))
             .build([](const TensorBoardOptions& o, BuildContext&) {
               return std::make_shared<TensorBoard>(o);

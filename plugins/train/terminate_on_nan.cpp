@@ -15,7 +15,7 @@ struct TerminateOnNaNOptions {
   int64_t check_every = 1;  ///< check every N batches (each check reads the loss back: a sync)
 };
 
-class TerminateOnNaN : public LoopCallback {
+class TerminateOnNaN : public Callback {
  public:
   explicit TerminateOnNaN(const TerminateOnNaNOptions& o) : every_(o.check_every) {
     KTF_CHECK(every_ >= 1, "check_every must be >= 1, got ", every_);
@@ -48,6 +48,7 @@ void register_terminate_on_nan(Registrar& r) {
             .alias("tf.keras.callbacks.TerminateOnNaN")
             .arg("check_every", &TerminateOnNaNOptions::check_every,
                  "check every N batches (each check waits for the device)")
+            .min(1)
             .example(Json::object())
             .build([](const TerminateOnNaNOptions& o, BuildContext&) {
               return std::make_shared<TerminateOnNaN>(o);

@@ -1,6 +1,6 @@
-// Internal header of the train plugin: one registration function per component file, and the
-// small protocols between this plugin's loops, steps, callbacks and metrics. None of this is SDK:
-// components from other plugins only see the interfaces of ktf/components.h.
+// Internal header of the train plugin: one registration function per component file and the
+// helpers its components share. The training protocol itself (step results, the backward/step
+// service, callback hooks) is the SDK's (ktf/train.h), the same for every plugin.
 #pragma once
 
 #include <ktf/registry.h>
@@ -27,44 +27,9 @@ void register_terminate_on_nan(Registrar& r);
 void register_learning_rate_logger(Registrar& r);
 void register_tensorboard(Registrar& r);
 
-/// A callback of this plugin. The loop asks it, batch by batch, whether it needs that batch's
-/// logs: computing them reads the running loss and metrics back to the host (a device sync), so
-/// the loop does it only at batches some callback asked for and passes empty logs otherwise.
-class LoopCallback : public Callback {
- public:
-  /// True when on_batch_end(ctx, batch, logs) needs `logs` filled at this batch.
-  virtual bool wants_batch_logs(const TrainContext& /*ctx*/, int64_t /*batch*/) { return false; }
-  /// Called by the loop before on_train_begin: planned batches per epoch (-1 when unknown) and
-  /// the number of epochs.
-  virtual void on_plan(int64_t /*steps_per_epoch*/, int64_t /*num_epochs*/) {}
-  /// True for ktf.callbacks.ProgressBar (the loop then adds no default progress bar).
-  virtual bool prints_progress() const { return false; }
-};
-
-/// A train step of this plugin: besides the loss it reports the batch output (for the train
-/// metrics) and whether the call ran optimizer.step() (gradient accumulation skips some).
-class ReportingStep : public TrainStep {
- public:
-  /// Output of the last step(), detached; undefined when the step does not expose it.
-  torch::Tensor last_output;
-  /// Whether the last step() ran the optimizer.
-  bool last_stepped = true;
-  /// Applies gradients still accumulated at the end of an epoch; true when it stepped.
-  virtual bool finish_epoch(TrainContext& /*ctx*/) { return false; }
-};
-
-/// The standard supervised step (ktf.train.steps.Supervised): forward, loss, backward, optional
-/// gradient-norm clipping, optimizer step every `grad_accumulation` batches.
-std::shared_ptr<ReportingStep> make_supervised_step(std::optional<double> clip_grad_norm,
-                                                    int64_t grad_accumulation);
-
-/// A metric that has more to say than its scalar (ConfusionMatrix): the loop writes report()
-/// (a JSON value) per epoch and phase to <run_dir>/<report_file()>.
-class ReportingMetric : public Metric {
- public:
-  virtual std::string report_file() const = 0;
-  virtual Json report() const = 0;
-};
+/// The standard supervised step (ktf.train.steps.Supervised): forward, loss, and the SDK's
+/// backward_and_step(), with `settings` when given and else the loop's (TrainContext).
+std::shared_ptr<TrainStep> make_supervised_step(std::optional<StepSettings> settings);
 
 /// `path` made absolute against `run_dir` when relative.
 std::filesystem::path resolve_run_path(const std::filesystem::path& run_dir,

@@ -1,5 +1,7 @@
 #include "ktf/registry.h"
 
+#include "guarded.h"
+
 #include <algorithm>
 #include <cctype>
 #include <set>
@@ -92,7 +94,7 @@ std::shared_ptr<void> BuildContext::build_any(Kind kind, const std::string& name
   std::vector<std::string> saved = std::move(this->path);
   this->path = path;
   try {
-    auto made = def->make(args, *this);
+    auto made = detail::guard_component(kind, def->make(args, *this), path);
     this->path = std::move(saved);
     return made;
   } catch (const Error& e) {
@@ -134,6 +136,20 @@ void Registrar::add(ComponentDef def) {
   components_.push_back(std::move(def));
 }
 
+void Registrar::add_cycle_default(std::string key, Json component) {
+  if (key.empty()) throw Error("a cycle default needs a key");
+  auto [name, args] = split_component(component);
+  bool known = false;
+  for (const auto& def : components_)
+    for (const auto& n : all_names(def)) known |= n == name;
+  if (!known)
+    throw Error("the default for cycle key '" + key + "' names '" + name +
+                "', which this plugin does not register (register it first)");
+  for (const auto& [k, v] : defaults_)
+    if (k == key) throw Error("cycle key '" + key + "' is given a default twice");
+  defaults_.emplace_back(std::move(key), Json::object({{name, args}}));
+}
+
 void Registrar::add_cycle_key(CycleKey key) {
   if (key.name.empty() || key.doc.empty()) throw Error("a cycle key needs a name and a doc");
   cycle_keys_.push_back(std::move(key));
@@ -163,6 +179,14 @@ void Registry::commit(const Registrar& staged, const std::string& plugin, const 
     if (find_cycle_key(key.name))
       throw DuplicateError("cycle key '" + key.name + "' is already declared", {}, kExitPlugin);
   }
+  for (const auto& [key, component] : staged.cycle_defaults()) {
+    if (const CycleDefault* other = find_cycle_default(key))
+      throw DuplicateError("cycle key '" + key + "' already has a default, declared by plugin '" +
+                               other->plugin + "'",
+                           {}, kExitPlugin);
+  }
+  for (const auto& [key, component] : staged.cycle_defaults())
+    defaults_.push_back({key, component, plugin});
   for (const auto& def : staged.components()) {
     auto owned = std::make_unique<ComponentDef>(def);
     owned->spec.plugin = plugin;
@@ -208,6 +232,12 @@ std::vector<std::string> Registry::closest(Kind kind, std::string_view name, siz
 const CycleKey* Registry::find_cycle_key(std::string_view name) const {
   for (const auto& k : cycle_keys_)
     if (k.name == name) return &k;
+  return nullptr;
+}
+
+const CycleDefault* Registry::find_cycle_default(std::string_view key) const {
+  for (const auto& d : defaults_)
+    if (d.key == key) return &d;
   return nullptr;
 }
 

@@ -60,6 +60,100 @@ void TrainContext::save_checkpoint(const std::string& tag) const {
   fs::rename(tmp, final_path);  // atomic on one file system
 }
 
+StepResult& StepResult::add(const std::string& name, const torch::Tensor& value) {
+  values.emplace_back(name, value.detach());
+  return *this;
+}
+
+StepResult& StepResult::add(const std::string& name, double value) {
+  values.emplace_back(name, torch::tensor(value, torch::kDouble));
+  return *this;
+}
+
+namespace detail {
+void rethrow_with_context(const std::vector<std::string>& path) {
+  try {
+    throw;
+  } catch (const Error& e) {
+    if (!e.path().empty() || e.exit_code() == kExitInterrupted) throw;
+    throw e.with_prefix(path);
+  } catch (const c10::Error& e) {
+    throw Error(e.what_without_backtrace(), path, kExitRuntime);
+  } catch (const std::exception& e) {
+    throw Error(e.what(), path, kExitRuntime);
+  }
+}
+}  // namespace detail
+
+void clear_gradients(Optimizer& optimizer) {
+  if (auto* flat = dynamic_cast<FlatGradients*>(&optimizer)) return flat->zero_gradients();
+  for (auto& group : optimizer.param_groups())
+    for (auto& p : group.params()) p.mutable_grad() = torch::Tensor();
+}
+
+torch::Tensor TrainContext::forward(const torch::Tensor& input) {
+  KTF_CHECK_RUNTIME(model, "the train context has no model");
+  return with_context(model_path, [&] { return model->forward(input); });
+}
+
+bool TrainContext::backward_and_step(const torch::Tensor& loss) {
+  return backward_and_step(loss, step_settings);
+}
+
+bool TrainContext::backward_and_step(const torch::Tensor& loss, const StepSettings& settings) {
+  KTF_CHECK(settings.accumulation >= 1, "grad_accumulation must be >= 1, got ",
+            settings.accumulation);
+  KTF_CHECK(!settings.clip_grad_norm || *settings.clip_grad_norm > 0,
+            "clip_grad_norm must be > 0 or null, got ", settings.clip_grad_norm.value_or(0));
+  KTF_CHECK_RUNTIME(optimizer, "backward_and_step: the train context has no optimizer");
+  KTF_CHECK_RUNTIME(loss.defined() && loss.numel() == 1, "the loss must be a scalar, got shape ",
+                    loss.defined() ? loss.sizes() : torch::IntArrayRef{});
+  if (pending_ == 0) {
+    clear_gradients(*optimizer);
+    active_ = settings;
+  }
+  (active_.accumulation > 1 ? loss / static_cast<double>(active_.accumulation) : loss).backward();
+  ++pending_;
+  if (pending_ < active_.accumulation) return false;
+  apply_gradients(active_, 1.0);
+  return true;
+}
+
+bool TrainContext::finish_accumulation() {
+  if (pending_ == 0) return false;
+  // Gradients of a partial group were divided by the full count: rescale them to their mean.
+  apply_gradients(active_,
+                  static_cast<double>(active_.accumulation) / static_cast<double>(pending_));
+  return true;
+}
+
+void TrainContext::apply_gradients(const StepSettings& settings, double scale) {
+  pending_ = 0;
+  std::vector<torch::Tensor> grads;
+  for (auto& group : optimizer->param_groups())
+    for (auto& p : group.params())
+      if (p.grad().defined()) grads.push_back(p.grad());
+  if (scale != 1.0) {
+    torch::NoGradGuard no_grad;
+    for (auto& g : grads) g.mul_(scale);
+  }
+  for (auto& cb : callbacks) cb->on_after_backward(*this, batch);
+  if (settings.clip_grad_norm && !grads.empty()) {
+    // As torch.nn.utils.clip_grad_norm_, without reading the norm back to the host.
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> norms;
+    for (auto& g : grads) norms.push_back(g.norm(2).to(torch::kFloat));
+    auto total = torch::stack(norms).norm(2);
+    auto coef = (*settings.clip_grad_norm / (total + 1e-6)).clamp_max(1.0);
+    for (auto& g : grads) g.mul_(coef.to(g.dtype()));
+  }
+  optimizer->step();
+  ++global_step;
+  if (lr_schedule) lr_schedule->on_batch_end(global_step);
+  // Gradients are not kept past the step (memory), except in an optimizer's own storage.
+  if (!dynamic_cast<FlatGradients*>(optimizer.get())) clear_gradients(*optimizer);
+}
+
 double seconds_since_process_start() {
   std::ifstream stat("/proc/self/stat"), uptime("/proc/uptime");
   std::string text;

@@ -1,6 +1,10 @@
 // ktf-conformance: loads one plugin .so and checks every component it registers.
 //
-//   ktf-conformance path/to/libmy_plugin.so [gtest flags]
+//   ktf-conformance path/to/libmy_plugin.so [--with DEPENDENCY]... [gtest flags]
+//
+// --with loads another plugin file, or every plugin of a directory (an installed ktf's
+// lib/ktf/plugins), whose components the tested ones use (a head defaulting to ktf.networks.MLP,
+// a train loop's callbacks): they are loaded first and are not themselves tested.
 //
 // Wired into ctest by ktf_add_plugin_tests(<target>). Each component gets its own test
 // (<kind>/<name>): the spec is complete, its example validates and builds, bad parameters raise
@@ -20,7 +24,8 @@
 namespace {
 
 std::string g_plugin_path;
-ktf::Registry g_registry;  // only this plugin's components
+ktf::Registry g_registry;    // this plugin's components and those of its --with dependencies
+ktf::LoadedPlugin g_plugin;  // the plugin under test (a copy: loading dependencies moves the list)
 const ktf::LoadedPlugin* g_loaded = nullptr;
 
 std::shared_ptr<void> build_example(const ktf::Spec& spec, ktf::BuildContext& ctx) {
@@ -112,8 +117,10 @@ std::optional<ktf::Json> wrong_value(const ktf::Param& p) {
       return ktf::Json("not-a-bool");
     case ktf::ParamType::Int:
     case ktf::ParamType::Float:
+    case ktf::ParamType::Size2:
       return ktf::Json("not-a-number");
     case ktf::ParamType::String:
+    case ktf::ParamType::Object:
       return ktf::Json(12345);
     case ktf::ParamType::IntList:
     case ktf::ParamType::FloatList:
@@ -123,6 +130,15 @@ std::optional<ktf::Json> wrong_value(const ktf::Param& p) {
       return ktf::Json(42);
     case ktf::ParamType::ComponentList:
       return ktf::Json("not-a-list");
+    case ktf::ParamType::Union:
+      // A value of a JSON type none of the alternatives takes.
+      for (const ktf::Json& v : {ktf::Json(true), ktf::Json("x"), ktf::Json(1.5),
+                                 ktf::Json::array(), ktf::Json::object()}) {
+        bool taken = false;
+        for (const auto& a : p.alternatives) taken |= ktf::json_matches(a.type, v);
+        if (!taken) return v;
+      }
+      return std::nullopt;
     case ktf::ParamType::Any:
       return std::nullopt;
   }
@@ -282,8 +298,13 @@ void check_component(const ktf::ComponentDef* def) {
       for (int64_t epoch = 0; epoch < 2; ++epoch) {
         tc.epoch = epoch;
         cb->on_epoch_begin(tc, epoch);
-        cb->on_batch_end(tc, 0, {{"loss", 1.0}});
-        cb->on_batch_end(tc, 1, {{"loss", 0.9}});
+        for (int64_t b = 0; b < 2; ++b) {
+          tc.batch = b;
+          cb->on_batch_begin(tc, b);
+          cb->wants_batch_logs(tc, b);
+          cb->on_after_backward(tc, b);
+          cb->on_batch_end(tc, b, {{"loss", 1.0 - 0.1 * static_cast<double>(b)}});
+        }
         cb->on_epoch_end(
             tc, epoch,
             {{"loss", 0.9}, {"accuracy", 0.5}, {"val_loss", 1.0}, {"val_accuracy", 0.5}});
@@ -307,8 +328,12 @@ void check_component(const ktf::ComponentDef* def) {
       tc.train_data->start_epoch(0);
       for (int i = 0; i < 2; ++i) {
         auto batch = tc.train_data->next();
-        auto loss = step->step(tc, *batch);
-        EXPECT_TRUE(std::isfinite(loss.item<double>()));
+        auto result = step->step(tc, *batch);
+        ASSERT_TRUE(result.loss.defined() && result.loss.numel() == 1)
+            << "a train step must return a scalar loss";
+        EXPECT_TRUE(std::isfinite(result.loss.item<double>()));
+        for (const auto& [name, value] : result.values)
+          EXPECT_TRUE(value.defined() && value.numel() == 1) << "value '" << name << "'";
       }
       break;
     }
@@ -341,17 +366,34 @@ TEST(Descriptor, FilledAndMatchesHost) {
 
 int main(int argc, char** argv) {
   testing::InitGoogleTest(&argc, argv);
-  if (argc < 2) {
-    std::cerr << "usage: ktf-conformance PLUGIN.so [gtest flags]\n";
+  std::vector<std::string> dependencies;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--with" && i + 1 < argc) {
+      dependencies.push_back(argv[++i]);
+    } else if (arg.rfind("--with=", 0) == 0) {
+      dependencies.push_back(arg.substr(7));
+    } else if (g_plugin_path.empty()) {
+      g_plugin_path = arg;
+    } else {
+      std::cerr << "ktf-conformance: unexpected argument '" << arg << "'\n";
+      return 2;
+    }
+  }
+  if (g_plugin_path.empty()) {
+    std::cerr << "usage: ktf-conformance PLUGIN.so [--with DEPENDENCY]... [gtest flags]\n";
     return 2;
   }
-  g_plugin_path = argv[1];
   // Nothing may register before the register call: opening the file must leave the registry
   // untouched (no static-constructor registration into the global registry).
   size_t before = ktf::Registry::global().list().size();
   ktf::PluginLoader loader(g_registry);
   try {
-    g_loaded = &loader.load(g_plugin_path);
+    g_plugin = loader.load(g_plugin_path);
+    g_loaded = &g_plugin;
+    // Dependencies after the plugin under test, skipping a plugin of the same name (a directory
+    // of installed plugins may hold an older copy of it).
+    loader.load_all(dependencies, /*skip_loaded_names=*/true);
   } catch (const ktf::Error& e) {
     std::cerr << "ktf-conformance: " << e.what() << "\n";
     return 3;
@@ -362,6 +404,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (const ktf::ComponentDef* def : g_registry.list()) {
+    if (def->spec.plugin != g_loaded->name) continue;  // a dependency's component
     std::string suite = std::string("Conformance_") + ktf::kind_name(def->spec.kind);
     std::string name = def->spec.name;
     for (auto& c : name)

@@ -33,8 +33,8 @@ struct DataOptions {
   int64_t batch_size = 32;
 };
 
-/// A registry with test.Net, test.Loss (alias tf.keras.losses.TestLoss), test.Data and the
-/// default optimizer/loop names.
+/// A registry with test.Net, test.Loss (alias tf.keras.losses.TestLoss), test.Data, and an
+/// optimizer and a loop declared as the cycle defaults.
 inline Registry make_test_registry() {
   Registry r;
   Registrar s;
@@ -68,6 +68,8 @@ inline Registry make_test_registry() {
             .build([](const DataOptions&, BuildContext&) -> std::shared_ptr<Dataset> {
               return nullptr;
             }));
+  s.add_cycle_default("optimizer", Json::object({{"ktf.optimizers.Adam", Json::object()}}));
+  s.add_cycle_default("train_loop", Json::object({{"ktf.train.KerasTrainLoop", Json::object()}}));
   r.commit(s, "test", "");
   return r;
 }

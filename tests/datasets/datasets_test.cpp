@@ -256,7 +256,7 @@ TEST(Transforms, FlipCropTranslateEraseNormalize) {
   EXPECT_TRUE(torch::allclose(norm, (x - 10) / 2));
   EXPECT_NE(error_of([&] {
               apply(R"({"ktf.transforms.RandomCrop": {"padding": -1}})", b);
-            }).find("padding must be >= 0, got -1"),
+            }).find("padding: must be >= 0, got -1"),
             std::string::npos);
 }
 

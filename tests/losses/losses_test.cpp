@@ -80,12 +80,12 @@ TEST(CrossEntropy, BadArguments) {
   EXPECT_CONTAINS(error_of([] {
                     make("ktf.losses.CrossEntropy", Json::object({{"label_smoothing", 1.5}}));
                   }),
-                  "label_smoothing must be in [0, 1), got 1.5");
+                  "label_smoothing: must be in [0, 1), got 1.5");
   EXPECT_CONTAINS(error_of([] {
                     make("ktf.losses.CrossEntropy",
                          Json::object({{"class_weights", Json::array({1.0, -1.0})}}));
                   }),
-                  "class_weights[1] must be >= 0, got -1");
+                  "class_weights › [1]: must be >= 0, got -1");
   auto loss =
       make("ktf.losses.CrossEntropy", Json::object({{"class_weights", Json::array({1.0, 2.0})}}));
   EXPECT_CONTAINS(error_of([&] {
@@ -132,7 +132,7 @@ TEST(BinaryCrossEntropy, ShapeMismatchAndBadArgument) {
       error_of([] {
         make("ktf.losses.BinaryCrossEntropy", Json::object({{"label_smoothing", -0.1}}));
       }),
-      "label_smoothing must be in [0, 1], got -0.1");
+      "label_smoothing: must be in [0, 1], got -0.1");
 }
 
 // ---- regression losses ----------------------------------------------------------------------
@@ -172,7 +172,7 @@ TEST(Regression, TargetOfShapeNAgainstOutputNx1) {
   EXPECT_CONTAINS(error_of([] {
                     make("ktf.losses.Huber", Json::object({{"delta", 0.0}}));
                   }),
-                  "delta must be > 0, got 0");
+                  "delta: must be > 0, got 0");
 }
 
 TEST(Losses, EveryLossHasGradients) {
@@ -275,7 +275,7 @@ TEST(TripletMargin, BadArguments) {
   EXPECT_CONTAINS(error_of([] {
                     make("ktf.losses.TripletMargin", Json::object({{"margin", -1.0}}));
                   }),
-                  "margin must be >= 0, got -1");
+                  "margin: must be >= 0, got -1");
   EXPECT_CONTAINS(error_of([] {
                     make("ktf.losses.TripletMargin", Json::object({{"distance", "manhattan"}}));
                   }),

@@ -72,7 +72,7 @@ TEST(Sequential, ALayerThatCannotRunNamesItsPosition) {
   EXPECT_CONTAINS(error,
                   "layers › [1] › ktf.layers.Conv2d: cannot run on an input of shape [1, 2, 2]");
   EXPECT_CONTAINS(build_error(R"({"ktf.networks.Sequential": {"layers": []}})", {4}),
-                  "layers must list at least one layer");
+                  "ktf.networks.Sequential › layers: must not be empty");
   EXPECT_CONTAINS(build_error(R"({"ktf.networks.Sequential": {"layers": [
                                   {"ktf.layers.Conv2d": {"out_channels": 2}}]}})",
                               {784}),
@@ -215,15 +215,15 @@ TEST(Layers, ActivationsComputeTheirFunction) {
 TEST(Layers, BadArgumentsNameTheArgument) {
   EXPECT_CONTAINS(
       build_error(R"({"ktf.layers.Conv2d": {"out_channels": 4, "kernel_size": [3]}})", {1, 8, 8}),
-      "kernel_size must be an integer or a list [height, width], got");
+      "ktf.layers.Conv2d › kernel_size: expected an integer or [h, w], got array [3]");
   EXPECT_CONTAINS(
       build_error(R"({"ktf.layers.Conv2d": {"out_channels": 4, "padding": "full"}})", {1, 8, 8}),
-      "padding must be \"same\", \"valid\", an integer or [height, width], got 'full'");
+      "ktf.layers.Conv2d › padding: 'full' is not one of 'same', 'valid'");
   EXPECT_CONTAINS(
       build_error(R"({"ktf.layers.Conv2d": {"out_channels": 4, "groups": 3}})", {2, 8, 8}),
       "groups (3) must divide the input channels (2)");
   EXPECT_CONTAINS(build_error(R"({"tf.keras.layers.Dropout": {"rate": 1.5}})", {4}),
-                  "rate must be in [0, 1), got 1.5");
+                  "tf.keras.layers.Dropout › rate: must be in [0, 1), got 1.5");
   EXPECT_CONTAINS(
       build_error(R"({"ktf.layers.MaxPool2d": {"kernel_size": 2, "padding": 2}})", {1, 8, 8}),
       "padding must be at most half the kernel size");

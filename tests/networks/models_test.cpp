@@ -61,7 +61,7 @@ TEST(OneHeadNet, BaseErrorsCarryTheirPath) {
       "base_model": {"ktf.networks.MobileNetV2": {"alpha": -1}}}})",
                            {3, 32, 32});
   EXPECT_CONTAINS(error, "ktf.models.OneHeadNet › base_model › ktf.networks.MobileNetV2");
-  EXPECT_CONTAINS(error, "alpha must be > 0, got -1");
+  EXPECT_CONTAINS(error, "ktf.networks.MobileNetV2 › alpha: must be > 0, got -1");
 }
 
 TEST(MultiHeadNet, ConcatenatesTheHeadsAlongDim1) {
@@ -90,7 +90,7 @@ TEST(MultiHeadNet, ConcatenatesTheHeadsAlongDim1) {
   EXPECT_CONTAINS(build_error(R"({"ktf.models.MultiHeadNet": {"heads": [],
                                   "base_model": {"ktf.layers.Flatten": {}}}})",
                               {4}),
-                  "heads must list at least one output size");
+                  "ktf.models.MultiHeadNet › heads: must not be empty");
 }
 
 TEST(Networks, SavedStateLoadsIntoAFreshNetworkWithIdenticalOutputs) {

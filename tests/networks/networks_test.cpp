@@ -89,12 +89,12 @@ TEST(MLP, LearnsASeparableTwoClassProblem) {
 
 TEST(MLP, BadArgumentsNameTheArgument) {
   EXPECT_CONTAINS(build_error(R"({"ktf.networks.MLP": {"num_outputs": 0}})", {4}),
-                  "num_outputs must be >= 1, got 0");
+                  "ktf.networks.MLP › num_outputs: must be >= 1, got 0");
   EXPECT_CONTAINS(build_error(R"({"ktf.networks.MLP": {"num_outputs": 2, "dropout": 1.0}})", {4}),
-                  "dropout must be in [0, 1), got 1");
+                  "ktf.networks.MLP › dropout: must be in [0, 1), got 1");
   EXPECT_CONTAINS(
       build_error(R"({"ktf.networks.MLP": {"num_outputs": 2, "hidden": [8, -1]}})", {4}),
-      "hidden[1] must be >= 1, got -1");
+      "ktf.networks.MLP › hidden › [1]: must be >= 1, got -1");
   EXPECT_CONTAINS(
       build_error(R"({"ktf.networks.MLP": {"num_outputs": 2, "activation": "swish"}})", {4}),
       "ktf.networks.MLP › activation: 'swish' is not one of");
@@ -239,7 +239,7 @@ TEST(MobileNetV2, InvertedResidualComponent) {
 
 TEST(MobileNetV2, BadArgumentsNameTheArgument) {
   EXPECT_CONTAINS(build_error(R"({"ktf.networks.MobileNetV2": {"alpha": 0}})", {3, 40, 40}),
-                  "alpha must be > 0, got 0");
+                  "ktf.networks.MobileNetV2 › alpha: must be > 0, got 0");
   EXPECT_CONTAINS(
       build_error(R"({"ktf.networks.MobileNetV2": {"weights": "imagenet"}})", {3, 40, 40}),
       "weights: pretrained weights cannot be downloaded");

@@ -329,7 +329,7 @@ TEST(Optimizers, BadArgumentsNameTheArgumentAndValue) {
   EXPECT_CONTAINS(error_of([&] {
                     make("ktf.optimizers.SGD", Json::object({{"learning_rate", -1.0}}), {w});
                   }),
-                  "learning_rate must be >= 0, got -1");
+                  "ktf.optimizers.SGD \u203a learning_rate: must be >= 0, got -1");
   EXPECT_CONTAINS(error_of([&] {
                     make("ktf.optimizers.SGD", Json::object({{"nesterov", true}}), {w});
                   }),
@@ -337,20 +337,20 @@ TEST(Optimizers, BadArgumentsNameTheArgumentAndValue) {
   EXPECT_CONTAINS(error_of([&] {
                     make("ktf.optimizers.Adam", Json::object({{"beta_1", 1.0}}), {w});
                   }),
-                  "beta_1 must be in [0, 1), got 1");
+                  "beta_1: must be in [0, 1), got 1");
   EXPECT_CONTAINS(error_of([&] {
                     make("ktf.optimizers.AdamW", Json::object({{"epsilon", -1e-8}}), {w});
                   }),
-                  "epsilon must be >= 0");
+                  "epsilon: must be >= 0, got -1e-08");
   EXPECT_CONTAINS(error_of([&] {
                     make("ktf.optimizers.RMSprop", Json::object({{"rho", 1.5}}), {w});
                   }),
-                  "rho must be in [0, 1), got 1.5");
+                  "rho: must be in [0, 1), got 1.5");
   EXPECT_CONTAINS(
       error_of([&] {
         make("ktf.optimizers.Adagrad", Json::object({{"initial_accumulator_value", -1.0}}), {w});
       }),
-      "initial_accumulator_value must be >= 0, got -1");
+      "initial_accumulator_value: must be >= 0, got -1");
   // One name per argument: torch's "lr" is not an alias of learning_rate.
   EXPECT_CONTAINS(error_of([&] {
                     make("torch.optim.Adam", Json::object({{"lr", 0.1}}), {w});

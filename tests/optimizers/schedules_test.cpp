@@ -167,7 +167,7 @@ TEST(OneCycle, MaxLrDefaultsToTheOptimizers) {
                     Scheduled("ktf.optimizers.schedules.OneCycle",
                               Json::object({{"total_steps", 10}, {"pct_start", 1.0}}));
                   }),
-                  "pct_start must be in (0, 1), got 1");
+                  "pct_start: must be in (0, 1), got 1");
 }
 
 TEST(ReduceOnPlateau, ReducesAfterPatienceAndRespectsMinLr) {
@@ -211,7 +211,7 @@ TEST(ReduceOnPlateau, MissingMonitorIsAClearError) {
       error_of([] {
         Scheduled("ktf.optimizers.schedules.ReduceOnPlateau", Json::object({{"factor", 1.0}}));
       }),
-      "factor must be in (0, 1), got 1");
+      "factor: must be in (0, 1), got 1");
 }
 
 TEST(Schedules, NeedAnOptimizer) {

@@ -100,30 +100,35 @@ TEST(Loop, ConfusionMatrixFileHoldsEachEpoch) {
   EXPECT_DOUBLE_EQ(log_value(logs, "val_confusion_accuracy"), diagonal / 128.0);
 }
 
-// A train step registered in-process: counts its calls, plain SGD update, exposes no output.
+// A train step registered in-process: counts its calls, steps through the SDK's service, exposes
+// no output.
 struct CountingStep : TrainStep {
   int64_t calls = 0;
-  torch::Tensor step(TrainContext& ctx, Batch& batch) override {
+  StepResult step(TrainContext& ctx, Batch& batch) override {
     ++calls;
-    ctx.optimizer->zero_grad();
-    auto loss = ctx.loss->compute(ctx.model->forward(batch.input), batch.target);
-    loss.backward();
-    ctx.optimizer->step();
-    return loss.detach();
+    auto loss = ctx.loss->compute(ctx.forward(batch.input), batch.target);
+    ctx.backward_and_step(loss);
+    return {loss.detach(), {}, {}};
   }
 };
 std::shared_ptr<CountingStep> g_counting_step;
 
-void register_counting_step() {
-  static bool done = false;
-  if (done) return;
-  done = true;
+/// Registers an in-process component of kind Base once per process (after the plugins).
+template <class Base, class F>
+void register_once(const std::string& name, F make) {
   plugins();
-  register_component(define<TrainStep>("test.train.CountingStep", "counts calls")
-                         .build([](const NoOptions&, BuildContext&) {
-                           g_counting_step = std::make_shared<CountingStep>();
-                           return g_counting_step;
-                         }));
+  if (Registry::global().find(KindOf<Base>::value, name)) return;
+  register_component(
+      define<Base>(name, "an in-test component").build([make](const NoOptions&, BuildContext&) {
+        return make();
+      }));
+}
+
+void register_counting_step() {
+  register_once<TrainStep>("test.train.CountingStep", [] {
+    g_counting_step = std::make_shared<CountingStep>();
+    return g_counting_step;
+  });
 }
 
 TEST(Loop, CustomTrainLoopRunsTheGivenStep) {
@@ -231,13 +236,166 @@ TEST(Loop, BadArgumentsNameTheArgument) {
                      &h.builder);
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("grad_accumulation must be >= 1, got 0"),
+    EXPECT_NE(std::string(e.what()).find(
+                  "ktf.train.KerasTrainLoop \u203a grad_accumulation: must be >= 1, got 0"),
               std::string::npos)
         << e.what();
   }
   EXPECT_THROW(build<TrainLoop>(Json::parse(R"({"ktf.train.KerasTrainLoop": {"valid_freq": 0}})"),
                                 &h.builder),
                Error);
+}
+
+// ---- the SDK's training protocol -------------------------------------------------------------
+
+/// Records the global gradient norm seen in on_after_backward, and the hooks' order.
+struct GradientProbe : Callback {
+  std::vector<double> norms;
+  std::string hooks;
+  void on_batch_begin(TrainContext&, int64_t) override { hooks += "b"; }
+  void on_after_backward(TrainContext& ctx, int64_t) override {
+    hooks += "g";
+    double sq = 0;
+    int64_t with_grad = 0;
+    for (const auto& p : ctx.model->parameters()) {
+      if (!p.requires_grad()) continue;
+      if (p.grad().defined()) {
+        sq += p.grad().pow(2).sum().item<double>();
+        ++with_grad;
+      }
+    }
+    // Every trainable parameter has its gradient here, whatever the optimizer.
+    EXPECT_EQ(with_grad, static_cast<int64_t>(ctx.model->parameters().size()));
+    norms.push_back(std::sqrt(sq));
+  }
+  void on_batch_end(TrainContext&, int64_t, const Logs&) override { hooks += "e"; }
+};
+std::shared_ptr<GradientProbe> g_probe;
+
+void register_probe() {
+  register_once<Callback>("test.callbacks.GradientProbe", [] {
+    g_probe = std::make_shared<GradientProbe>();
+    return g_probe;
+  });
+}
+
+TEST(Protocol, AfterBackwardSeesIntactGradientsWithPlainSgdAndFlatAdam) {
+  register_probe();
+  for (const char* optimizer : {"sgd", "flat_adam"}) {
+    SCOPED_TRACE(optimizer);
+    Harness h(std::string("probe_") + optimizer);
+    auto loop = h.loop(Json::parse(R"({"ktf.train.KerasTrainLoop": {"num_epochs": 1,
+        "grad_accumulation": 3, "callbacks": [{"test.callbacks.GradientProbe": {}}]}})"));
+    if (std::string(optimizer) == "flat_adam") {
+      h.builder.parameters = h.model->parameters();
+      h.ctx.optimizer = build<Optimizer>(
+          Json::parse(R"({"ktf.optimizers.Adam": {"learning_rate": 0.01, "fused": true}})"),
+          &h.builder);
+      ASSERT_TRUE(dynamic_cast<FlatGradients*>(h.ctx.optimizer.get()));
+    }
+    loop->run(h.ctx);
+    // 8 batches, 3 per step: steps after batches 3 and 6, and the partial group at the epoch end.
+    ASSERT_EQ(g_probe->norms.size(), 3u);
+    EXPECT_EQ(h.ctx.global_step, 3);
+    for (double n : g_probe->norms) EXPECT_TRUE(std::isfinite(n) && n > 0) << n;
+    EXPECT_EQ(g_probe->hooks, "bebebgebebebgebebeg");
+  }
+}
+
+TEST(Protocol, AccumulationAveragesAGroupAndRescalesAPartialOne) {
+  // Three losses, accumulation 2, plain SGD: w1 = w0 - lr (g1 + g2) / 2 at w0, then the partial
+  // group's gradient in full: w2 = w1 - lr g3(w1).
+  torch::manual_seed(3);
+  auto lin = torch::nn::Linear(torch::nn::LinearOptions(3, 1).bias(false));
+  auto xs = torch::randn({3, 4, 3}), ys = torch::randn({3, 4, 1});
+  auto loss_of = [&](torch::nn::Linear& m, int64_t i) {
+    return (m->forward(xs[i]) - ys[i]).pow(2).mean();
+  };
+  auto w0 = lin->weight.detach().clone();
+  const double lr = 0.1;
+  torch::Tensor expected;
+  {
+    auto ref = torch::nn::Linear(torch::nn::LinearOptions(3, 1).bias(false));
+    {
+      torch::NoGradGuard no_grad;
+      ref->weight.copy_(w0);
+    }
+    auto g = [&](int64_t i) {
+      ref->zero_grad();
+      loss_of(ref, i).backward();
+      return ref->weight.grad().clone();
+    };
+    auto g12 = (g(0) + g(1)) / 2;
+    {
+      torch::NoGradGuard no_grad;
+      ref->weight.sub_(lr * g12);
+    }
+    auto g3 = g(2);
+    expected = ref->weight.detach() - lr * g3;
+  }
+  TrainContext ctx;
+  ctx.optimizer =
+      std::make_shared<torch::optim::SGD>(lin->parameters(), torch::optim::SGDOptions(lr));
+  StepSettings settings{2, std::nullopt};
+  EXPECT_FALSE(ctx.backward_and_step(loss_of(lin, 0), settings));
+  EXPECT_EQ(ctx.pending_backwards(), 1);
+  EXPECT_TRUE(ctx.backward_and_step(loss_of(lin, 1), settings));
+  EXPECT_FALSE(ctx.backward_and_step(loss_of(lin, 2), settings));
+  EXPECT_TRUE(ctx.finish_accumulation());
+  EXPECT_FALSE(ctx.finish_accumulation());
+  EXPECT_EQ(ctx.global_step, 2);
+  EXPECT_TRUE(torch::allclose(lin->weight.detach(), expected, 1e-6, 1e-7))
+      << lin->weight << expected;
+}
+
+/// A step that reports the batch's index as a value and the batch size as another.
+struct ValueStep : TrainStep {
+  StepResult step(TrainContext& ctx, Batch& batch) override {
+    auto out = ctx.forward(batch.input);
+    auto loss = ctx.loss->compute(out, batch.target);
+    ctx.backward_and_step(loss);
+    return StepResult{loss.detach(), out.detach(), {}}
+        .add("index", static_cast<double>(ctx.batch))
+        .add("size", torch::tensor(static_cast<double>(batch.input.size(0))));
+  }
+};
+
+TEST(Protocol, AStepsNamedValuesAreLoggedAsTheirEpochMean) {
+  register_once<TrainStep>("test.train.ValueStep", [] { return std::make_shared<ValueStep>(); });
+  Harness h("values");
+  h.add_metric(Json::parse(R"({"ktf.metrics.SparseCategoricalAccuracy": {}})"));
+  auto loop = h.loop(Json::parse(R"({"ktf.train.CustomTrainLoop": {
+      "num_epochs": 1, "verbose": 0, "train_step": {"test.train.ValueStep": {}}}})"));
+  Logs logs = loop->run(h.ctx);
+  EXPECT_DOUBLE_EQ(log_value(logs, "index"), 3.5);  // mean of 0..7
+  EXPECT_DOUBLE_EQ(log_value(logs, "size"), 32);
+  EXPECT_TRUE(find_log(logs, "accuracy").has_value());  // the step returned its outputs
+  EXPECT_DOUBLE_EQ(log_value(h.epochs().back().logs, "index"), 3.5);
+}
+
+/// A loss that fails inside libtorch on its second call.
+struct FailingLoss : Loss {
+  int calls = 0;
+  torch::Tensor compute(const torch::Tensor& out, const torch::Tensor&) override {
+    if (++calls == 2) return out.index_select(1, torch::tensor({5}));  // out of bounds
+    return out.pow(2).mean();
+  }
+};
+
+TEST(Protocol, AnErrorInsideAComponentNamesIt) {
+  register_once<Loss>("test.losses.Failing", [] { return std::make_shared<FailingLoss>(); });
+  Harness h("component_error");
+  h.ctx.loss = build<Loss>(Json::parse(R"({"test.losses.Failing": {}})"), &h.builder);
+  auto loop =
+      h.loop(Json::parse(R"({"ktf.train.KerasTrainLoop": {"num_epochs": 1, "verbose": 0}})"));
+  try {
+    loop->run(h.ctx);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.exit_code(), kExitRuntime);
+    EXPECT_EQ(e.path(), std::vector<std::string>{"test.losses.Failing"});
+    EXPECT_NE(e.message().find("out of"), std::string::npos) << e.message();
+  }
 }
 
 }  // namespace

@@ -4,20 +4,25 @@
 // ones a Keras or PyTorch user already has:
 //
 //   Dataset      -> a train and a validation BatchStream (the original tool's (train, valid) tuple)
-//   Network      -> a torch::nn::Module with forward(Tensor) -> Tensor (write FooImpl +
-//   TORCH_MODULE) Loss         -> (output, target) -> scalar Tensor Optimizer    ->
-//   torch::optim::Optimizer, built over the model's trainable parameters LrSchedule   -> adjusts
-//   the optimizer's learning rates per batch or per epoch Metric       -> reset / update / compute
-//   Callback     -> Keras-style hooks around epochs and batches
+//   Network      -> a torch::nn::Module with forward(Tensor) -> Tensor (FooImpl + TORCH_MODULE)
+//   Loss         -> (output, target) -> scalar Tensor
+//   Optimizer    -> torch::optim::Optimizer, built over the model's trainable parameters
+//   LrSchedule   -> adjusts the optimizer's learning rates per batch or per epoch
+//   Metric       -> reset / update / compute
+//   Callback     -> Keras-style hooks around epochs and batches, and after backward
 //   TrainLoop    -> runs a cycle (ktf.train.KerasTrainLoop)
-//   TrainStep    -> one optimisation step, run by ktf.train.CustomTrainLoop
+//   TrainStep    -> one batch's optimisation, returning a StepResult (see ktf/train.h)
 //   Transform    -> augmentation applied to a whole batch
+//
+// The training protocol (what a train step returns, the backward/step service, when each callback
+// hook runs and how long gradients live) is described in ktf/train.h.
 //
 // Example network:
 //
 //   struct TinyImpl : ktf::Network {
-//     explicit TinyImpl(const TinyOptions& o) : fc(register_module("fc", torch::nn::Linear(784,
-//     10))) {} torch::Tensor forward(torch::Tensor x) override { return fc(x.flatten(1)); }
+//     explicit TinyImpl(const TinyOptions& o)
+//         : fc(register_module("fc", torch::nn::Linear(784, o.num_outputs))) {}
+//     torch::Tensor forward(torch::Tensor x) override { return fc(x.flatten(1)); }
 //     torch::nn::Linear fc;
 //   };
 #pragma once
@@ -44,11 +49,31 @@ struct Batch {
   torch::Tensor target;
 };
 
+/// A value in Logs: a number that remembers whether it is an integer (counts stay integers in
+/// metrics.jsonl and CSV logs), and reads as a double everywhere else.
+class LogValue {
+ public:
+  LogValue(double value = 0) : value_(value) {}
+  LogValue(float value) : value_(value) {}
+  LogValue(int value) : value_(value), is_int_(true) {}
+  LogValue(long value) : value_(static_cast<double>(value)), is_int_(true) {}
+  LogValue(long long value) : value_(static_cast<double>(value)), is_int_(true) {}
+  operator double() const { return value_; }
+  double value() const { return value_; }
+  bool is_int() const { return is_int_; }
+  /// An integer Json for integers, else a number.
+  Json to_json() const;
+
+ private:
+  double value_;
+  bool is_int_ = false;
+};
+
 /// Ordered name -> value logs, as Keras passes to callbacks ("loss", "accuracy", "val_loss"...).
-using Logs = std::vector<std::pair<std::string, double>>;
+using Logs = std::vector<std::pair<std::string, LogValue>>;
 /// Value of `key` in `logs`, or nullopt.
 std::optional<double> find_log(const Logs& logs, const std::string& key);
-void set_log(Logs& logs, const std::string& key, double value);
+void set_log(Logs& logs, const std::string& key, LogValue value);
 
 /// One pass over a split, batch by batch. Streams are restarted by start_epoch().
 class BatchStream {
@@ -79,6 +104,25 @@ class Dataset {
   virtual int64_t num_classes() const { return -1; }
   /// Class names when known (for viewers and reports).
   virtual std::vector<std::string> class_names() const { return {}; }
+};
+
+/// Optional capability of a Dataset whose training batches are augmented: the same training
+/// stream (same order and preprocessing) without the transforms. The viewer (--view) shows the
+/// raw examples from it; datasets without it are shown as train() yields them.
+class Augmentable {
+ public:
+  virtual ~Augmentable() = default;
+  virtual std::shared_ptr<BatchStream> train_unaugmented() = 0;
+};
+
+/// Optional capability of a Dataset: its examples as stored, for converters (--convert). A split
+/// ("train" or "valid") is streamed in stored order, without shuffling, transforms, scaling or
+/// normalisation: uint8 images stay uint8 [N, C, H, W]; targets as the dataset gives them.
+/// Returns nullptr when the dataset has no such split. The SDK's dataset base implements it.
+class RawExamples {
+ public:
+  virtual ~RawExamples() = default;
+  virtual std::shared_ptr<BatchStream> raw_split(const std::string& split) = 0;
 };
 
 class Network : public torch::nn::Module {
@@ -128,16 +172,35 @@ class Metric {
   /// Accumulates a batch. Implementations keep sums as tensors: no host sync per batch.
   virtual void update(const torch::Tensor& output, const torch::Tensor& target) = 0;
   virtual double compute() = 0;
+  /// Metrics with more to say than a scalar (a confusion matrix): a file name relative to the run
+  /// directory; the train loop appends {"cycle", "epoch", "phase", "metric", "value": report()}
+  /// to it after every epoch and phase. "" (the default) writes nothing.
+  virtual std::string report_file() const { return ""; }
+  virtual Json report() const { return Json(); }
 };
 
+/// Keras-style hooks, called by every train loop in this order for each epoch:
+///   on_epoch_begin, then per batch: on_batch_begin, on_after_backward (once per optimizer step,
+///   gradients intact), on_batch_end; then validation, then on_epoch_end.
+/// on_train_begin / on_train_end frame the cycle. See ktf/train.h for what each hook may read.
 class Callback {
  public:
   virtual ~Callback() = default;
   virtual void on_train_begin(TrainContext& /*ctx*/) {}
   virtual void on_epoch_begin(TrainContext& /*ctx*/, int64_t /*epoch*/) {}
+  virtual void on_batch_begin(TrainContext& /*ctx*/, int64_t /*batch*/) {}
+  /// After the backward pass(es) of an optimizer step and before clipping and the step itself:
+  /// every trainable parameter's .grad() holds the gradient the optimizer is about to apply.
+  virtual void on_after_backward(TrainContext& /*ctx*/, int64_t /*batch*/) {}
   virtual void on_batch_end(TrainContext& /*ctx*/, int64_t /*batch*/, const Logs& /*logs*/) {}
   virtual void on_epoch_end(TrainContext& /*ctx*/, int64_t /*epoch*/, const Logs& /*logs*/) {}
   virtual void on_train_end(TrainContext& /*ctx*/, const Logs& /*logs*/) {}
+  /// True when on_batch_end(ctx, batch, logs) needs `logs` filled at this batch. Filling them
+  /// reads the running loss and metrics back to the host (a device sync), so loops do it only at
+  /// batches some callback asks for and pass empty logs otherwise.
+  virtual bool wants_batch_logs(const TrainContext& /*ctx*/, int64_t /*batch*/) { return false; }
+  /// True for a callback that prints progress (the loop then adds no default progress bar).
+  virtual bool shows_progress() const { return false; }
 };
 
 class TrainLoop {
@@ -149,11 +212,23 @@ class TrainLoop {
   virtual Logs run(TrainContext& ctx) = 0;
 };
 
+/// What a train step returns for a batch; the loop logs it. Tensors are not read back to the host
+/// per batch: the loop accumulates them on the device.
+struct StepResult {
+  torch::Tensor loss;    ///< the batch loss, a scalar (detached)
+  torch::Tensor output;  ///< the batch output for the train metrics; undefined = no train metrics
+  /// Named extra values ("lambda" of mixup), scalars; the epoch logs carry their mean over batches.
+  std::vector<std::pair<std::string, torch::Tensor>> values;
+
+  StepResult& add(const std::string& name, const torch::Tensor& value);
+  StepResult& add(const std::string& name, double value);
+};
+
 class TrainStep {
  public:
   virtual ~TrainStep() = default;
-  /// One optimisation step on `batch`; returns the batch loss (not synchronised to the host).
-  virtual torch::Tensor step(TrainContext& ctx, Batch& batch) = 0;
+  /// One batch: forward, loss, and ctx.backward_and_step(loss) (see ktf/train.h).
+  virtual StepResult step(TrainContext& ctx, Batch& batch) = 0;
 };
 
 class Transform {

@@ -11,8 +11,8 @@
 //   ...
 //   void register_mlp(ktf::Registrar& r) {
 //     r.add(ktf::define<ktf::Network, MLPOptions>("ktf.networks.MLP", "Multi-layer perceptron")
-//               .required("num_outputs", &MLPOptions::num_outputs, "number of outputs")
-//               .arg("hidden", &MLPOptions::hidden, "units of each hidden layer")
+//               .required("num_outputs", &MLPOptions::num_outputs, "number of outputs").min(1)
+//               .arg("hidden", &MLPOptions::hidden, "units of each hidden layer").min(1)
 //               .example(ktf::Json::object({{"num_outputs", 10}}), {1, 28, 28})
 //               .build([](const MLPOptions& o, ktf::BuildContext& ctx) {
 //                 return std::make_shared<MLPImpl>(o, ctx.input_shape);
@@ -20,7 +20,15 @@
 //   }
 //
 // A nested component is a field of type ktf::Ref<Base> (or std::vector<ktf::Ref<Base>>); the
-// factory builds it with ctx.build(options.base_model).
+// factory builds it with ctx.build(options.base_model). Field types and the config values they
+// take: bool, integers, floating point, std::string, std::vector of those, std::optional<T>
+// (null allowed), ktf::Size2 (an integer or [h, w]), ktf::JsonObject (an object the component
+// reads itself), std::variant<A, B...> (the first alternative whose JSON type matches).
+//
+// Allowed values follow the parameter they constrain and are checked for every cycle before
+// anything is built: .min(x) / .max(x) (inclusive), .above(x) / .below(x) (exclusive),
+// .choices({...}) for strings, .non_empty() and .sizes({0, 2}) for lists. Bounds apply to each
+// element of a list or pair, and to the numeric alternatives of a variant.
 #pragma once
 
 #include <filesystem>
@@ -30,6 +38,7 @@
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <variant>
 #include <vector>
 
 #include "ktf/components.h"
@@ -48,6 +57,11 @@ struct Ref {
   Json args = Json::object();
   std::vector<std::string> path;  ///< config path of this argument, for errors while building
   bool empty() const { return name.empty(); }
+  /// A default for an options field: `Ref<Network> head = Ref<Network>::to("ktf.networks.MLP",
+  /// Json::object({{"num_outputs", 10}}));`
+  static Ref to(std::string component, Json arguments = Json::object()) {
+    return Ref{std::move(component), std::move(arguments), {}};
+  }
 };
 
 /// Everything a factory may need besides its own arguments.
@@ -84,6 +98,21 @@ class BuildContext {
 struct ComponentDef {
   Spec spec;
   std::function<std::shared_ptr<void>(const Json& args, BuildContext& ctx)> make;
+};
+
+/// An argument given as an integer (both sides) or as [h, w]: kernel sizes, strides, padding.
+struct Size2 {
+  int64_t h = 0, w = 0;
+  Size2() = default;
+  Size2(int64_t both) : h(both), w(both) {}
+  Size2(int64_t height, int64_t width) : h(height), w(width) {}
+  bool operator==(const Size2& o) const { return h == o.h && w == o.w; }
+  bool operator!=(const Size2& o) const { return !(*this == o); }
+};
+
+/// A JSON object the component interprets itself (e.g. a TFRecord feature spec).
+struct JsonObject {
+  Json value = Json::object();
 };
 
 // ---- argument traits: how an options field maps to a config parameter --------------------------
@@ -127,6 +156,29 @@ struct ArgTraits<Json> {
   static Json to_json(const Json& v) { return v; }
   static Json from_json(const Json& j, const std::vector<std::string>&) { return j; }
 };
+template <>
+struct ArgTraits<Size2> {
+  static constexpr ParamType type = ParamType::Size2;
+  static Json to_json(const Size2& v) {
+    if (v.h == v.w) return Json(v.h);
+    return Json::array({Json(v.h), Json(v.w)});
+  }
+  static Size2 from_json(const Json& j, const std::vector<std::string>&) {
+    if (!j.is_array()) return Size2(j.as_int());
+    const auto& a = j.as_array();
+    if (a.size() != 2) throw Error("expected an integer or [h, w], got " + describe_value(j));
+    return Size2(a[0].as_int(), a[1].as_int());
+  }
+};
+template <>
+struct ArgTraits<JsonObject> {
+  static constexpr ParamType type = ParamType::Object;
+  static Json to_json(const JsonObject& v) { return v.value; }
+  static JsonObject from_json(const Json& j, const std::vector<std::string>&) {
+    if (!j.is_object()) throw Error("expected an object, got " + describe_value(j));
+    return JsonObject{j};
+  }
+};
 template <class T>
 struct ArgTraits<std::vector<T>, std::enable_if_t<!std::is_same_v<T, bool>>> {
   static constexpr ParamType type =
@@ -151,14 +203,59 @@ struct ArgTraits<std::vector<T>, std::enable_if_t<!std::is_same_v<T, bool>>> {
     return out;
   }
 };
+namespace detail {
+/// The alternatives of a std::variant field's type (empty for other types).
+template <class T, class = void>
+struct AlternativesOf {
+  static std::vector<Param> get() { return {}; }
+};
+template <class T>
+struct AlternativesOf<T, std::void_t<decltype(ArgTraits<T>::alternatives())>> {
+  static std::vector<Param> get() { return ArgTraits<T>::alternatives(); }
+};
+}  // namespace detail
 template <class T>
 struct ArgTraits<std::optional<T>> {
   static constexpr ParamType type = ArgTraits<T>::type;
   static constexpr bool nullable = true;
+  static std::vector<Param> alternatives() { return detail::AlternativesOf<T>::get(); }
   static Json to_json(const std::optional<T>& v) { return v ? ArgTraits<T>::to_json(*v) : Json(); }
   static std::optional<T> from_json(const Json& j, const std::vector<std::string>& path) {
     if (j.is_null()) return std::nullopt;
     return ArgTraits<T>::from_json(j, path);
+  }
+};
+namespace detail {
+template <class T>
+Param alternative_param();
+}  // namespace detail
+template <class... Ts>
+struct ArgTraits<std::variant<Ts...>> {
+  static constexpr ParamType type = ParamType::Union;
+  static std::vector<Param> alternatives() { return {detail::alternative_param<Ts>()...}; }
+  static Json to_json(const std::variant<Ts...>& v) {
+    return std::visit(
+        [](const auto& x) { return ArgTraits<std::decay_t<decltype(x)>>::to_json(x); }, v);
+  }
+  static std::variant<Ts...> from_json(const Json& j, const std::vector<std::string>& path) {
+    std::optional<std::variant<Ts...>> out;
+    (try_one<Ts>(j, path, out) || ...);
+    if (!out) throw Error("expected " + union_name() + ", got " + describe_value(j));
+    return *out;
+  }
+
+ private:
+  template <class T>
+  static bool try_one(const Json& j, const std::vector<std::string>& path,
+                      std::optional<std::variant<Ts...>>& out) {
+    if (!json_matches(ArgTraits<T>::type, j)) return false;
+    out = ArgTraits<T>::from_json(j, path);
+    return true;
+  }
+  static std::string union_name() {
+    std::string n;
+    for (const auto& p : alternatives()) n += (n.empty() ? "" : " or ") + p.type_name();
+    return n;
   }
 };
 /// Reads a {"<name>": {<args>}} component config into a Ref (throws ktf::Error on bad shape).
@@ -204,6 +301,14 @@ template <class T>
 struct ComponentKindOf<std::optional<T>, std::void_t<decltype(ArgTraits<T>::kind)>> {
   static constexpr Kind value = ArgTraits<T>::kind;
 };
+template <class T>
+Param alternative_param() {
+  Param p;
+  p.type = ArgTraits<T>::type;
+  p.component_kind = ComponentKindOf<T>::value;
+  p.alternatives = AlternativesOf<T>::get();
+  return p;
+}
 }  // namespace detail
 
 /// For components that take no arguments.
@@ -236,6 +341,27 @@ class Definition {
   Definition& required(std::string name, T Options::*field, std::string doc) {
     return add<T>(std::move(name), field, std::move(doc), true, {});
   }
+  // Allowed values of the parameter declared last (see the top of this file).
+  Definition& min(double v) { return bound(true, v, false); }
+  Definition& above(double v) { return bound(true, v, true); }
+  Definition& max(double v) { return bound(false, v, false); }
+  Definition& below(double v) { return bound(false, v, true); }
+  Definition& choices(std::vector<std::string> allowed) {
+    last().choices = std::move(allowed);
+    propagate();
+    return *this;
+  }
+  Definition& non_empty() {
+    last().non_empty = true;
+    propagate();
+    return *this;
+  }
+  Definition& sizes(std::vector<int64_t> allowed) {
+    last().list_sizes = std::move(allowed);
+    propagate();
+    return *this;
+  }
+
   /// Arguments that build a working instance, and (networks) one example's input shape.
   Definition& example(Json args, std::vector<int64_t> input_shape = {}) {
     spec_.example = std::move(args);
@@ -286,6 +412,8 @@ class Definition {
     p.nullable = detail::IsNullable<T>::value;
     p.doc = std::move(doc);
     p.choices = std::move(choices);
+    p.alternatives = detail::AlternativesOf<T>::get();
+    for (auto& a : p.alternatives) a.choices = p.choices;
     if (!required) p.default_value = ArgTraits<T>::to_json(Options{}.*field);
     spec_.params.push_back(std::move(p));
     setters_.emplace_back(name,
@@ -293,6 +421,32 @@ class Definition {
                             o.*field = ArgTraits<T>::from_json(j, path);
                           });
     return *this;
+  }
+
+  Param& last() {
+    if (spec_.params.empty())
+      throw Error("'" + spec_.name + "': a value constraint must follow an .arg() or .required()");
+    return spec_.params.back();
+  }
+  Definition& bound(bool lower, double v, bool exclusive) {
+    Param& p = last();
+    (lower ? p.minimum : p.maximum) = v;
+    (lower ? p.exclusive_minimum : p.exclusive_maximum) = exclusive;
+    propagate();
+    return *this;
+  }
+  /// A variant's alternatives take the constraints (each applies where it fits its type).
+  void propagate() {
+    Param& p = last();
+    for (auto& a : p.alternatives) {
+      a.minimum = p.minimum;
+      a.maximum = p.maximum;
+      a.exclusive_minimum = p.exclusive_minimum;
+      a.exclusive_maximum = p.exclusive_maximum;
+      a.choices = p.choices;
+      a.non_empty = p.non_empty;
+      a.list_sizes = p.list_sizes;
+    }
   }
 
   Spec spec_;
@@ -324,13 +478,25 @@ class Registrar {
   void add(ComponentDef def);
   /// Stages an extra top-level cycle key (e.g. "callbacks").
   void add_cycle_key(CycleKey key);
+  /// Declares what a cycle uses when no cycle of the config gives `key` (e.g. "optimizer" ->
+  /// {"ktf.optimizers.Adam": {}}). The component must be one this plugin registers.
+  void add_cycle_default(std::string key, Json component);
 
   const std::vector<ComponentDef>& components() const { return components_; }
   const std::vector<CycleKey>& cycle_keys() const { return cycle_keys_; }
+  const std::vector<std::pair<std::string, Json>>& cycle_defaults() const { return defaults_; }
 
  private:
   std::vector<ComponentDef> components_;
   std::vector<CycleKey> cycle_keys_;
+  std::vector<std::pair<std::string, Json>> defaults_;
+};
+
+/// A default for an omitted cycle key, and the plugin that declared it.
+struct CycleDefault {
+  std::string key;
+  Json component;
+  std::string plugin;
 };
 
 /// Thrown by Registry::commit when a name is already taken.
@@ -360,8 +526,12 @@ class Registry {
 
   const std::vector<CycleKey>& cycle_keys() const { return cycle_keys_; }
   const CycleKey* find_cycle_key(std::string_view name) const;
+  /// The default component for an omitted cycle key, or nullptr when no plugin declares one.
+  const CycleDefault* find_cycle_default(std::string_view key) const;
+  const std::vector<CycleDefault>& cycle_defaults() const { return defaults_; }
 
  private:
+  std::vector<CycleDefault> defaults_;
   std::vector<std::unique_ptr<ComponentDef>> defs_;
   std::map<std::pair<Kind, std::string>, const ComponentDef*> by_name_;
   std::vector<CycleKey> cycle_keys_;

@@ -1,16 +1,29 @@
-// ktf/train.h — what a train loop, train step or callback sees while a cycle runs.
+// ktf/train.h — the training protocol: what a train loop, train step or callback sees while a
+// cycle runs, and the one service through which every train step applies its gradients.
 //
-// The Environment builds a cycle's dataset, model, loss, metrics, optimizer and schedule, puts
-// them in a TrainContext and hands it to the cycle's TrainLoop:
+// The engine builds a cycle's dataset, model, loss, metrics, optimizer and schedule, puts them in
+// a TrainContext and hands it to the cycle's TrainLoop. A train step (built-in or a plugin's)
+// computes the loss and hands it to ctx.backward_and_step(), which owns everything between the
+// loss and the updated weights: gradient accumulation, the after-backward callback hook, gradient
+// clipping, the optimizer step, the step counter and the per-step learning-rate schedule (and,
+// as the engine grows, all-reduce across ranks and loss scaling), so a plugin's step gets all of
+// it unchanged:
 //
-//   ktf::Logs MyLoop::run(ktf::TrainContext& ctx) {
-//     auto& data = *ctx.train_data;
-//     data.start_epoch(0);
-//     while (auto batch = data.next()) {
-//       auto loss = ctx.loss->compute(ctx.model->forward(batch->input), batch->target);
-//       ...
-//     }
+//   ktf::StepResult MixupStep::step(ktf::TrainContext& ctx, ktf::Batch& batch) {
+//     double lam = ...;
+//     auto mixed = lam * batch.input + (1 - lam) * batch.input.roll(1, 0);
+//     auto out = ctx.forward(mixed);
+//     auto loss = lam * ctx.loss->compute(out, batch.target) +
+//                 (1 - lam) * ctx.loss->compute(out, batch.target.roll(1, 0));
+//     ctx.backward_and_step(loss);
+//     return ktf::StepResult{loss.detach(), out.detach()}.add("lambda", lam);
 //   }
+//
+// Gradients' lifetime: backward_and_step() clears every gradient before the first backward of an
+// optimizer step (of an accumulation group), so gradients never leak between steps. They are
+// intact from the last backward of the group until the optimizer step: that is when
+// Callback::on_after_backward runs. After the step their values are unspecified (released, or
+// zeroed in an optimizer's own storage): read gradients in on_after_backward only.
 #pragma once
 
 #include <atomic>
@@ -18,6 +31,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +40,12 @@
 
 namespace ktf {
 
+/// How backward_and_step() turns losses into optimizer steps.
+struct StepSettings {
+  int64_t accumulation = 1;              ///< batches whose gradients are summed per step (>= 1)
+  std::optional<double> clip_grad_norm;  ///< clip the global L2 gradient norm; null = off
+};
+
 class TrainContext {
  public:
   int cycle = 0;       ///< 0-based index of the running cycle
@@ -33,6 +53,8 @@ class TrainContext {
   torch::Device device = torch::kCPU;
   uint64_t seed = 0;
   bool quiet = false;
+  /// --dry-run: the engine gives the loop one batch per split; a loop runs one epoch only.
+  bool dry_run = false;
   std::filesystem::path run_dir;
 
   std::shared_ptr<Network> model;
@@ -43,15 +65,23 @@ class TrainContext {
   std::shared_ptr<Optimizer> optimizer;
   std::shared_ptr<LrSchedule> lr_schedule;  ///< may be null
   std::vector<std::shared_ptr<Metric>> metrics;
+  /// The loop's callbacks, set by the loop before on_train_begin; backward_and_step() calls their
+  /// on_after_backward.
+  std::vector<std::shared_ptr<Callback>> callbacks;
   /// Components of plugin-declared cycle keys, by key.
   std::map<std::string, std::vector<std::shared_ptr<void>>> extras;
   /// Builds nested components (callbacks, train steps) with the cycle's context.
   BuildContext* builder = nullptr;
+  /// Config path of the model ("cycle 1 › model › ktf.networks.MLP"), named by forward()'s errors.
+  std::vector<std::string> model_path;
 
   /// Set by a callback (EarlyStopping, TerminateOnNaN) to end the cycle after the current batch.
   bool stop_training = false;
-  int64_t epoch = 0;        ///< current epoch within the cycle
-  int64_t global_step = 0;  ///< optimizer steps since the cycle began
+  int64_t epoch = 0;             ///< current epoch within the cycle
+  int64_t batch = 0;             ///< index of the current batch within the epoch
+  int64_t global_step = 0;       ///< optimizer steps since the cycle began
+  int64_t num_epochs = 0;        ///< epochs the loop plans to run (set before on_train_begin)
+  int64_t steps_per_epoch = -1;  ///< batches per epoch the loop plans, -1 when unknown
   /// Epochs and optimizer steps of the run's earlier cycles, so that logs which span the run
   /// (TensorBoard) can number epochs and steps continuously across cycles.
   int64_t epochs_before = 0;
@@ -59,6 +89,23 @@ class TrainContext {
   /// Memory format the model's 4-D inputs should have (see choose_memory_format); loops pass
   /// every batch input through to_device().
   torch::MemoryFormat input_format = torch::MemoryFormat::Contiguous;
+  /// What backward_and_step(loss) does; the train loop sets it from its arguments.
+  StepSettings step_settings;
+
+  /// The model's forward pass; an error inside it names the model's config path.
+  torch::Tensor forward(const torch::Tensor& input);
+
+  /// The backward/step service. Runs backward on `loss` (divided by the accumulation count), and
+  /// once `accumulation` batches have been accumulated: calls every callback's on_after_backward,
+  /// clips, steps the optimizer, counts the step (global_step) and advances the per-step schedule.
+  /// Returns true when it stepped the optimizer.
+  bool backward_and_step(const torch::Tensor& loss);
+  bool backward_and_step(const torch::Tensor& loss, const StepSettings& settings);
+  /// Applies gradients still accumulated at the end of an epoch (a partial group, rescaled to its
+  /// mean). Returns true when it stepped. Loops call it after an epoch's last batch.
+  bool finish_accumulation();
+  /// Backward passes accumulated since the last optimizer step.
+  int64_t pending_backwards() const { return pending_; }
 
   /// Prints a line (unless quiet) and appends it to the run's log.txt.
   void log(const std::string& line) const;
@@ -73,9 +120,14 @@ class TrainContext {
   /// Saves model, optimizer and position to run_dir/checkpoints/ atomically.
   void save_checkpoint(const std::string& tag) const;
 
-  /// Set by the Environment: appends a line to log.txt.
+  /// Set by the engine: appends a line to log.txt.
   std::function<void(const std::string&)> log_sink;
   std::function<void(const std::string&, int64_t, const Logs&)> record_sink;
+
+ private:
+  void apply_gradients(const StepSettings& settings, double scale);
+  int64_t pending_ = 0;
+  StepSettings active_;
 };
 
 /// Sets or clears the interrupt flag (used by the signal handler and tests).
@@ -88,6 +140,10 @@ double seconds_since_process_start();
 /// Number of parameters (elements) of a module; `trainable_only` counts requires_grad ones.
 int64_t count_parameters(torch::nn::Module& module, bool trainable_only = false);
 
+/// Sets every gradient of the optimizer's parameters to undefined (zero_grad with set_to_none, on
+/// libtorch 1.13 and 2.x), or zeroes an optimizer's own gradient storage (ktf::FlatGradients).
+void clear_gradients(Optimizer& optimizer);
+
 /// A batch tensor on `device` (copied without blocking when it is elsewhere), and a 4-D one in
 /// `format`: inputs go in TrainContext::input_format, targets in the default.
 torch::Tensor to_device(const torch::Tensor& x, torch::Device device,
@@ -99,5 +155,24 @@ torch::Tensor to_device(const torch::Tensor& x, torch::Device device,
 /// another mode. (Measured on the 2-core development machine, NHWC made the benchmark CNN slower,
 /// 17.2 against 14.8 ms per step, and ResNet-18 no faster within noise: see docs/benchmarks.md.)
 torch::MemoryFormat choose_memory_format(Network& model, const std::string& mode);
+
+/// Runs `fn`; an exception escaping it becomes a ktf::Error with `path` in front (exit code 1,
+/// unless it already was a ktf::Error with a code of its own). Errors that already carry a path
+/// pass unchanged, so the innermost component is the one named.
+template <class F>
+decltype(auto) with_context(const std::vector<std::string>& path, F&& fn);
+
+namespace detail {
+[[noreturn]] void rethrow_with_context(const std::vector<std::string>& path);
+}
+
+template <class F>
+decltype(auto) with_context(const std::vector<std::string>& path, F&& fn) {
+  try {
+    return fn();
+  } catch (...) {
+    detail::rethrow_with_context(path);
+  }
+}
 
 }  // namespace ktf

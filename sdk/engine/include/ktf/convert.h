@@ -13,12 +13,10 @@
 // targets) and "shape" (int64_list: the stored image shape). Example k goes to shard k % shards,
 // so reading the shards in turn (from_tfrecord's interleave) gives back the original order.
 //
-// The dataset must be built for conversion: shuffle false and no transforms (otherwise the shards
-// hold one shuffled, augmented epoch), and for exact pixels dtype "uint8" with scale false (the
-// raw decoded bytes); e.g.
-//
-//   {"ktf.datasets.fashion.fashion_mnist.from_idx":
-//       {"shuffle": false, "scale": false, "dtype": "uint8"}}
+// A dataset that implements ktf::RawExamples (every dataset built on the SDK's IndexedDataset,
+// and from_tfrecord) gives its examples as stored: in order, unaugmented, raw uint8 pixels,
+// whatever its shuffling, scaling or transforms. Any other dataset is written as its train() and
+// valid() streams yield it, so build it with shuffle off and no transforms.
 //
 //   ktf::convert_to_tfrecord(*dataset, "data/fashion_tfrecord", 4, /*gzip=*/false,
 //                            [](const std::string& line) { std::cout << line << "\n"; });

@@ -1,22 +1,44 @@
-// The batch pipeline shared by every reader of the datasets plugin.
+// ktf/data.h — the batch pipeline every dataset can use, built-in or from a plugin.
 //
 // - PipelineOptions: the arguments every dataset takes (batch size, shuffling, scaling,
 //   normalisation, padding/resizing, transforms, prefetch), bound to the spec by
-//   add_pipeline_args().
-// - Preprocess: turns a raw batch (uint8 or float, [N, C, H, W] or [N, F]) into the model's input,
-//   on the whole batch at once.
+//   add_pipeline_args(). A dataset's options struct derives from it.
+// - PipelineConfig: the validated options; preprocess() turns a raw batch (uint8 or float,
+//   [N, C, H, W] or [N, F]) into the model's input, on the whole batch at once.
+// - IndexedDataset: the base for a dataset whose examples can be fetched by index. Implement
+//   split_size() and fetch(); the base gives batching by index, per-epoch shuffling, prefetch,
+//   transforms, a saveable data order, the unaugmented view (--view) and the raw examples
+//   (--convert). A plugin dataset in a few lines:
+//
+//     struct WavesOptions : ktf::PipelineOptions { int64_t num_examples = 1000; };
+//     class Waves : public ktf::IndexedDataset {
+//      public:
+//       Waves(const WavesOptions& o, ktf::BuildContext& ctx)
+//           : IndexedDataset(ktf::PipelineConfig::from(o, ctx)), x_(...), y_(...) { init(); }
+//       int64_t split_size(const std::string& split) const override {
+//         return split == "train" ? x_.size(0) : 0;
+//       }
+//       ktf::Batch fetch(const std::string&, const torch::Tensor& idx) override {
+//         return {x_.index_select(0, idx), y_.index_select(0, idx)};
+//       }
+//       int64_t num_classes() const override { return 2; }
+//     };
+//     ...
+//     auto def = ktf::define<ktf::Dataset, WavesOptions>("my.datasets.Waves", "...");
+//     ktf::add_pipeline_args(def).arg("num_examples", &WavesOptions::num_examples, "...").min(1);
+//
+// - TensorDataset: decoded data held in contiguous tensors (an IndexedDataset over index_select).
 // - PrefetchStream: a BatchStream over a Cursor (the batches of one epoch), run on a background
-//   thread with a bounded queue; exceptions reach next(); restarts stop and join the thread.
-// - TensorDataset: decoded data held in contiguous tensors; batches are built by index_select.
+//   thread with a bounded queue; exceptions reach next(); restarts stop and join the thread. For
+//   streaming sources that cannot fetch by index (TFRecord files).
 //
 // Determinism: the order of epoch e is a function of (seed, e) only, and the randomness of the
 // transforms of batch b of epoch e is a function of (seed, e, b) only. So two runs with the same
 // seed give identical batches, and restore_state(state()) continues with identical batches.
 #pragma once
 
-#include <ktf/components.h>
-#include <ktf/registry.h>
-#include <ktf/viewer.h>
+#include "ktf/components.h"
+#include "ktf/registry.h"
 
 #include <condition_variable>
 #include <deque>
@@ -28,7 +50,7 @@
 #include <thread>
 #include <vector>
 
-namespace ktf::datasets {
+namespace ktf {
 
 /// Arguments common to every dataset. A reader's options struct derives from it.
 struct PipelineOptions {
@@ -54,17 +76,21 @@ struct PipelineOptions {
 template <class O>
 Definition<Dataset, O>& add_pipeline_args(Definition<Dataset, O>& def) {
   return def.template arg<int64_t>("batch_size", &O::batch_size, "examples per training batch")
+      .min(1)
       .template arg<int64_t>("valid_batch_size", &O::valid_batch_size,
                              "examples per validation batch; 0 = batch_size")
+      .min(0)
       .template arg<bool>("shuffle", &O::shuffle, "reshuffle the training data every epoch")
       .template arg<std::optional<int64_t>>("seed", &O::seed,
                                             "shuffling/augmentation seed; null = the run's seed")
+      .min(0)
       .template arg<bool>("drop_last", &O::drop_last, "drop the last incomplete training batch")
       .template arg<std::optional<int64_t>>(
           "prefetch", &O::prefetch,
           "batches prepared ahead on a background thread; 0 = on the training thread; null = "
           "auto: 2 when a core is free beyond the intra-op threads or training runs on a GPU, "
           "else 0")
+      .min(0)
       .template arg<bool>("scale", &O::scale, "divide uint8 data by 255 (to [0, 1])")
       .template arg<std::string>("dtype", &O::dtype,
                                  "input dtype: float32, or uint8 for raw pixels (scale false)",
@@ -73,11 +99,16 @@ Definition<Dataset, O>& add_pipeline_args(Definition<Dataset, O>& def) {
                                          "per-channel mean subtracted after scaling; [] = none")
       .template arg<std::vector<double>>("std", &O::std,
                                          "per-channel std divided after the mean; [] = none")
+      .above(0)
       .template arg<bool>("force_rgb", &O::force_rgb, "repeat a single channel to 3 channels (RGB)")
       .template arg<std::vector<int64_t>>("pad_to", &O::pad_to,
                                           "[H, W]: zero-pad images (centred) to this size")
+      .min(1)
+      .sizes({0, 2})
       .template arg<std::vector<int64_t>>("resize_to", &O::resize_to,
                                           "[H, W]: resize images (bilinear) to this size")
+      .min(1)
+      .sizes({0, 2})
       .template arg<std::vector<Ref<Transform>>>(
           "transforms", &O::transforms, "augmentation components applied to training batches");
 }
@@ -115,6 +146,9 @@ struct PipelineConfig {
   PipelineConfig for_validation() const;
   /// The same pipeline without the transforms (viewer's raw examples).
   PipelineConfig without_transforms() const;
+  /// Examples as stored (RawExamples): in order, no transforms, scaling, normalisation, resizing
+  /// or dtype conversion, no prefetch thread.
+  PipelineConfig raw() const;
   /// Converts a raw batch input (uint8 or float; [N, C, H, W] images or [N, ...] features).
   torch::Tensor preprocess(torch::Tensor input) const;
   /// preprocess + the transforms seeded for (epoch, batch).
@@ -183,16 +217,49 @@ struct TensorSplit {
 std::pair<TensorSplit, TensorSplit> hold_out(const TensorSplit& all, double fraction,
                                              uint64_t seed);
 
-/// A Dataset over in-memory splits.
-class TensorDataset : public Dataset, public Augmentable {
+/// The base of a dataset whose raw examples can be fetched by index (see the top of this file).
+/// Splits are "train" and "valid". fetch() may run on the prefetch thread, one call at a time per
+/// stream; streams hold the dataset alive.
+class IndexedDataset : public Dataset,
+                       public Augmentable,
+                       public RawExamples,
+                       public std::enable_shared_from_this<IndexedDataset> {
  public:
-  TensorDataset(TensorSplit train, TensorSplit valid, PipelineConfig config, int64_t num_classes,
-                std::vector<std::string> class_names);
+  explicit IndexedDataset(PipelineConfig config) : config_(std::move(config)) {}
+
+  /// Examples in `split`; 0 when the dataset has no such split ("train" must not be empty).
+  virtual int64_t split_size(const std::string& split) const = 0;
+  /// The raw examples of `split` at `indices` (int64 [B]): input [B, ...] (uint8 or float) and
+  /// target [B, ...], as stored; the pipeline converts, normalises and augments them.
+  virtual Batch fetch(const std::string& split, const torch::Tensor& indices) = 0;
 
   std::shared_ptr<BatchStream> train() override;
   std::shared_ptr<BatchStream> valid() override;
   std::shared_ptr<BatchStream> train_unaugmented() override;
+  std::shared_ptr<BatchStream> raw_split(const std::string& split) override;
   std::vector<int64_t> input_shape() const override { return input_shape_; }
+
+  const PipelineConfig& pipeline() const { return config_; }
+
+ protected:
+  /// Call at the end of the derived constructor: checks the train split and infers the input
+  /// shape from its first example after preprocessing.
+  void init();
+
+ private:
+  std::shared_ptr<BatchStream> stream(const std::string& split, PipelineConfig config);
+  PipelineConfig config_;
+  std::vector<int64_t> input_shape_;
+};
+
+/// A Dataset over in-memory splits.
+class TensorDataset : public IndexedDataset {
+ public:
+  TensorDataset(TensorSplit train, TensorSplit valid, PipelineConfig config, int64_t num_classes,
+                std::vector<std::string> class_names);
+
+  int64_t split_size(const std::string& split) const override;
+  Batch fetch(const std::string& split, const torch::Tensor& indices) override;
   int64_t num_classes() const override { return num_classes_; }
   std::vector<std::string> class_names() const override { return class_names_; }
 
@@ -201,10 +268,8 @@ class TensorDataset : public Dataset, public Augmentable {
 
  private:
   TensorSplit train_, valid_;
-  PipelineConfig config_;
   int64_t num_classes_;
   std::vector<std::string> class_names_;
-  std::vector<int64_t> input_shape_;
 };
 
 /// Parses the `validation` argument: "test" (or null for readers with a test split), "none",
@@ -214,4 +279,4 @@ double parse_validation(const Json& v, bool has_test);
 /// 1 + the largest label (labels must be >= 0).
 int64_t count_classes(const torch::Tensor& labels);
 
-}  // namespace ktf::datasets
+}  // namespace ktf

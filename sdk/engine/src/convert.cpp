@@ -105,7 +105,11 @@ void convert_to_tfrecord(Dataset& dataset, const std::string& out_dir, int64_t s
   Json splits = Json::object();
   Json image_spec, label_spec;
   for (const char* split : {"train", "valid"}) {
-    auto stream = std::string(split) == "train" ? dataset.train() : dataset.valid();
+    // The examples as stored when the dataset can give them (RawExamples), else as it streams.
+    auto* raw = dynamic_cast<RawExamples*>(&dataset);
+    auto stream = raw                             ? raw->raw_split(split)
+                  : std::string(split) == "train" ? dataset.train()
+                                                  : dataset.valid();
     if (!stream) continue;
     SplitInfo info = write_split(*stream, split, out_dir, shards, gzip);
     KTF_CHECK(info.examples > 0, "convert: the ", split, " split is empty");

@@ -53,16 +53,6 @@ PluginError::PluginError(std::string path, std::string stage, std::string reason
       stage_(std::move(stage)),
       reason_(std::move(reason)) {}
 
-const PluginDescriptor& host_descriptor() {
-  static const PluginDescriptor d{KTF_ABI_VERSION, static_cast<uint32_t>(sizeof(PluginDescriptor)),
-                                  KTF_SDK_VERSION, KTF_TORCH_VERSION_STRING,
-                                  KTF_BUILD_TAG,   KTF_CXX11_ABI,
-                                  KTF_WITH_CUDA,   "ktf-host",
-                                  KTF_SDK_VERSION, "ktf host",
-                                  nullptr};
-  return d;
-}
-
 const LoadedPlugin& PluginLoader::load(const std::filesystem::path& file) {
   const std::string path = file.string();
   std::error_code ec;

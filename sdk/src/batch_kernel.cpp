@@ -7,7 +7,7 @@
 
 #include <ATen/Parallel.h>
 
-namespace ktf::datasets {
+namespace ktf::detail {
 
 torch::Tensor affine_uint8_to_float(const torch::Tensor& x, double a, double b) {
   TORCH_CHECK(x.scalar_type() == torch::kByte && x.is_cpu() && x.is_contiguous(),
@@ -25,4 +25,4 @@ torch::Tensor affine_uint8_to_float(const torch::Tensor& x, double a, double b) 
   return out;
 }
 
-}  // namespace ktf::datasets
+}  // namespace ktf::detail

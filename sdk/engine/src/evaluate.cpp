@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "ktf/config.h"
+#include "ktf/cycle.h"
 #include "ktf/environment.h"
 #include "ktf/train.h"
 
@@ -28,26 +29,17 @@ EvaluateResult evaluate(const EvaluateOptions& options, Registry& registry) {
   if (!fs::exists(weights))
     throw Error("no weights for cycle " + std::to_string(k) + ": '" + weights.string() +
                 "' does not exist");
-  const Json& cycle = cycles.as_array()[k - 1];
-
-  RunOptions run;
-  run.device = options.device;
-  torch::Device device = Environment(run, registry).device();
+  const torch::Device device = resolve_device(options.device);
   configure_threads(options.threads);
-
-  BuildContext ctx(registry);
-  ctx.device = device;
-  ctx.run_dir = options.run_dir;
-  const std::string label = "cycle " + std::to_string(k);
-  auto build = [&](const char* key, Kind kind, const Json& component) {
-    auto [name, args] = split_component(component);
-    return ctx.build_any(kind, name, args, {label, key, name});
-  };
-  auto dataset =
-      std::static_pointer_cast<Dataset>(build("datasets", Kind::Dataset, cycle.at("datasets")));
-  ctx.input_shape = dataset->input_shape();
-  ctx.num_classes = dataset->num_classes();
-  auto model = std::static_pointer_cast<Network>(build("model", Kind::Network, cycle.at("model")));
+  BuildSettings settings;
+  settings.device = device;
+  settings.run_dir = options.run_dir;
+  settings.memory_format = options.memory_format;
+  CycleBuilder builder(registry, settings);
+  Cycle built = builder.build(cycles, static_cast<size_t>(k - 1), BuildStage::Evaluation);
+  const std::string& label = built.label;
+  auto dataset = built.dataset;
+  auto model = built.model;
   try {
     auto module = std::static_pointer_cast<torch::nn::Module>(model);
     torch::load(module, weights.string());
@@ -58,11 +50,8 @@ EvaluateResult evaluate(const EvaluateOptions& options, Registry& registry) {
   model->to(device);
   const auto format = choose_memory_format(*model, options.memory_format);
   model->eval();
-  auto loss = std::static_pointer_cast<Loss>(build("loss", Kind::Loss, cycle.at("loss")));
-  loss->to(device);
-  std::vector<std::shared_ptr<Metric>> metrics;
-  for (const auto& m : cycle.at("metrics").as_array())
-    metrics.push_back(std::static_pointer_cast<Metric>(build("metrics", Kind::Metric, m)));
+  auto loss = built.loss;
+  auto& metrics = built.metrics;
 
   auto stream = dataset->valid();
   if (!stream) throw Error("the dataset has no validation split to evaluate", {label, "datasets"});
@@ -116,13 +105,13 @@ EvaluateResult evaluate(const EvaluateOptions& options, Registry& registry) {
 
   Json summary =
       Json::object({{"cycle", k}, {"weights", weights.string()}, {"examples", result.examples}});
-  for (const auto& [key, v] : result.logs) summary.set(key, v);
+  for (const auto& [key, v] : result.logs) summary.set(key, v.to_json());
   std::ofstream(options.run_dir / ("evaluation-cycle-" + std::to_string(k) + ".json"))
       << summary.dump(2) << "\n";
   if (!options.quiet) {
     std::cout << "evaluate: cycle " << k << ", " << result.examples << " examples";
     for (const auto& [key, v] : result.logs)
-      std::cout << " - " << key << ": " << std::fixed << std::setprecision(4) << v;
+      std::cout << " - " << key << ": " << std::fixed << std::setprecision(4) << v.value();
     std::cout << "\nevaluate: predictions written to " << result.predictions.string() << std::endl;
   }
   return result;

@@ -1,4 +1,4 @@
-// ktf/environment.h — runs a list of train cycles, in-process.
+// ktf/environment.h — runs a list of train cycles, in-process (the engine's runner).
 //
 // What ktf-host does, available to a user's own main() (the original tool's
 // `ktf.train.Environment().run([...])`):
@@ -55,7 +55,8 @@ class Environment {
  public:
   explicit Environment(RunOptions options = {}, Registry& registry = Registry::global());
 
-  /// Validates the whole config, then builds and trains each cycle. Throws ktf::Error.
+  /// Validates the whole config, builds every cycle once to check it, then builds and trains each
+  /// cycle. Throws ktf::Error; a failed run's log.txt ends with the error.
   RunResult run(Json config);
   /// The device `options.device` resolves to.
   torch::Device device() const;
@@ -67,5 +68,8 @@ class Environment {
 
 /// Sets libtorch's intra-op threads (0 = all cores) and returns the number set.
 int configure_threads(int threads);
+
+/// The device "auto", "cpu", "cuda" or "cuda:N" names here. Throws ktf::Error when unavailable.
+torch::Device resolve_device(const std::string& device);
 
 }  // namespace ktf

@@ -1,4 +1,4 @@
-#include "pipeline.h"
+#include "ktf/data.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -8,7 +8,7 @@
 
 #include "batch_kernel.h"
 
-namespace ktf::datasets {
+namespace ktf {
 namespace {
 
 // splitmix64: a well-mixed 64-bit function of its input.
@@ -99,6 +99,20 @@ PipelineConfig PipelineConfig::without_transforms() const {
   return c;
 }
 
+PipelineConfig PipelineConfig::raw() const {
+  PipelineConfig c = for_validation();
+  c.batch_size = batch_size;
+  c.prefetch = 0;
+  c.scale = false;
+  c.to_float = false;
+  c.mean.clear();
+  c.std.clear();
+  c.force_rgb = false;
+  c.pad_to.clear();
+  c.resize_to.clear();
+  return c;
+}
+
 namespace {
 
 torch::Tensor channel_values(const std::vector<double>& v, int64_t channels, const char* name) {
@@ -121,7 +135,7 @@ torch::Tensor PipelineConfig::preprocess(torch::Tensor x) const {
     const double m = mean.empty() ? 0.0 : mean[0], d = std.empty() ? 1.0 : std[0];
     const double a = sc / d, b = -m / d;
     if (x.scalar_type() == torch::kByte && x.is_cpu() && x.is_contiguous())
-      return affine_uint8_to_float(x, a, b);  // one pass (batch_kernel.cpp)
+      return detail::affine_uint8_to_float(x, a, b);  // one pass (batch_kernel.cpp)
     auto y = x.to(torch::kFloat32);
     const bool fresh = !y.is_same(x);  // a copy we may modify in place
     if (a != 1.0) y = fresh ? y.mul_(a) : y.mul(a);
@@ -311,61 +325,97 @@ void PrefetchStream::restore_state(const Json& state) {
 
 namespace {
 
-class TensorCursor : public Cursor {
+class IndexCursor : public Cursor {
  public:
-  TensorCursor(TensorSplit data, const PipelineConfig& config, int64_t epoch, int64_t position)
-      : data_(std::move(data)), config_(config), epoch_(epoch), batch_(position) {
-    order_ = epoch_order(data_.size(), config_.shuffle, config_.seed, epoch);
+  IndexCursor(IndexedDataset& data, const std::string& split, int64_t size,
+              const PipelineConfig& config, int64_t epoch, int64_t position)
+      : data_(data), split_(split), size_(size), config_(config), epoch_(epoch), batch_(position) {
+    order_ = epoch_order(size_, config_.shuffle, config_.seed, epoch);
   }
 
   std::optional<Batch> next() override {
-    int64_t n = data_.size(), bs = config_.batch_size;
+    int64_t bs = config_.batch_size;
     int64_t begin = batch_ * bs;
-    if (begin >= n) return std::nullopt;
-    int64_t end = std::min(n, begin + bs);
+    if (begin >= size_) return std::nullopt;
+    int64_t end = std::min(size_, begin + bs);
     if (config_.drop_last && end - begin < bs) return std::nullopt;
-    Batch b;
-    // index_select copies: a batch never aliases the dataset's storage.
-    auto idx = order_.slice(0, begin, end);
-    b.input = data_.input.index_select(0, idx);
-    b.target = data_.target.index_select(0, idx);
+    Batch b = data_.fetch(split_, order_.slice(0, begin, end));
+    KTF_CHECK(b.input.defined() && b.target.defined() && b.input.size(0) == end - begin &&
+                  b.target.size(0) == end - begin,
+              "fetch(", split_, ") returned ", b.input.defined() ? b.input.size(0) : 0,
+              " examples for ", end - begin, " indices");
     return config_.finish(std::move(b), epoch_, batch_++);
   }
 
  private:
-  TensorSplit data_;
+  IndexedDataset& data_;
+  std::string split_;
+  int64_t size_;
   const PipelineConfig& config_;
   int64_t epoch_;
   int64_t batch_;
   torch::Tensor order_;
 };
 
-class TensorStream : public PrefetchStream {
+class IndexStream : public PrefetchStream {
  public:
-  TensorStream(TensorSplit data, PipelineConfig config)
-      : PrefetchStream(config.prefetch), data_(std::move(data)), config_(std::move(config)) {}
-  ~TensorStream() override { stop(); }
+  IndexStream(std::shared_ptr<IndexedDataset> keep, IndexedDataset& data, std::string split,
+              PipelineConfig config)
+      : PrefetchStream(config.prefetch),
+        keep_(std::move(keep)),
+        data_(data),
+        split_(std::move(split)),
+        size_(data.split_size(split_)),
+        config_(std::move(config)) {}
+  ~IndexStream() override { stop(); }
 
   int64_t num_examples() const override {
-    int64_t n = data_.size();
-    return config_.drop_last ? n / config_.batch_size * config_.batch_size : n;
+    return config_.drop_last ? size_ / config_.batch_size * config_.batch_size : size_;
   }
   int64_t num_batches() const override {
-    int64_t n = data_.size(), bs = config_.batch_size;
-    return config_.drop_last ? n / bs : (n + bs - 1) / bs;
+    int64_t bs = config_.batch_size;
+    return config_.drop_last ? size_ / bs : (size_ + bs - 1) / bs;
   }
 
  protected:
   std::unique_ptr<Cursor> open(int64_t epoch, int64_t position) override {
-    return std::make_unique<TensorCursor>(data_, config_, epoch, position);
+    return std::make_unique<IndexCursor>(data_, split_, size_, config_, epoch, position);
   }
 
  private:
-  TensorSplit data_;
+  std::shared_ptr<IndexedDataset> keep_;  // may be null for a dataset not owned by a shared_ptr
+  IndexedDataset& data_;
+  std::string split_;
+  int64_t size_;
   PipelineConfig config_;
 };
 
 }  // namespace
+
+void IndexedDataset::init() {
+  KTF_CHECK(split_size("train") > 0, "the training split is empty");
+  auto first = fetch("train", torch::zeros({1}, torch::kLong));
+  input_shape_ = config_.output_shape(first.input);
+}
+
+std::shared_ptr<BatchStream> IndexedDataset::stream(const std::string& split,
+                                                    PipelineConfig config) {
+  if (split_size(split) <= 0) return nullptr;
+  return std::make_shared<IndexStream>(weak_from_this().lock(), *this, split, std::move(config));
+}
+
+std::shared_ptr<BatchStream> IndexedDataset::train() { return stream("train", config_); }
+std::shared_ptr<BatchStream> IndexedDataset::valid() {
+  return stream("valid", config_.for_validation());
+}
+std::shared_ptr<BatchStream> IndexedDataset::train_unaugmented() {
+  return stream("train", config_.without_transforms());
+}
+std::shared_ptr<BatchStream> IndexedDataset::raw_split(const std::string& split) {
+  KTF_CHECK(split == "train" || split == "valid", "raw_split: unknown split '", split,
+            "' (train or valid)");
+  return stream(split, config_.raw());
+}
 
 std::pair<TensorSplit, TensorSplit> hold_out(const TensorSplit& all, double fraction,
                                              uint64_t seed) {
@@ -384,9 +434,9 @@ std::pair<TensorSplit, TensorSplit> hold_out(const TensorSplit& all, double frac
 
 TensorDataset::TensorDataset(TensorSplit train, TensorSplit valid, PipelineConfig config,
                              int64_t num_classes, std::vector<std::string> class_names)
-    : train_(std::move(train)),
+    : IndexedDataset(std::move(config)),
+      train_(std::move(train)),
       valid_(std::move(valid)),
-      config_(std::move(config)),
       num_classes_(num_classes),
       class_names_(std::move(class_names)) {
   KTF_CHECK(train_.size() > 0, "the training split is empty");
@@ -396,20 +446,17 @@ TensorDataset::TensorDataset(TensorSplit train, TensorSplit valid, PipelineConfi
     valid_.input = valid_.input.contiguous();
     valid_.target = valid_.target.to(torch::kLong).contiguous();
   }
-  input_shape_ = config_.output_shape(train_.input.slice(0, 0, 1));
+  init();
 }
 
-std::shared_ptr<BatchStream> TensorDataset::train() {
-  return std::make_shared<TensorStream>(train_, config_);
+int64_t TensorDataset::split_size(const std::string& split) const {
+  return split == "train" ? train_.size() : split == "valid" ? valid_.size() : 0;
 }
 
-std::shared_ptr<BatchStream> TensorDataset::train_unaugmented() {
-  return std::make_shared<TensorStream>(train_, config_.without_transforms());
-}
-
-std::shared_ptr<BatchStream> TensorDataset::valid() {
-  if (!valid_.size()) return nullptr;
-  return std::make_shared<TensorStream>(valid_, config_.for_validation());
+Batch TensorDataset::fetch(const std::string& split, const torch::Tensor& indices) {
+  const TensorSplit& s = split == "train" ? train_ : valid_;
+  // index_select copies: a batch never aliases the dataset's storage.
+  return {s.input.index_select(0, indices), s.target.index_select(0, indices)};
 }
 
 double parse_validation(const Json& v, bool has_test) {
@@ -434,4 +481,4 @@ int64_t count_classes(const torch::Tensor& labels) {
   return l.max().item<int64_t>() + 1;
 }
 
-}  // namespace ktf::datasets
+}  // namespace ktf

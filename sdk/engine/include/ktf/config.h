@@ -42,4 +42,8 @@ Json resolve_config(const Json& config, const Registry& registry);
 /// JSON Schema (draft-04) of configs accepted by the loaded components.
 Json json_schema(const Registry& registry);
 
+/// Markdown tables of every registered component's parameters (types, defaults, allowed values,
+/// docs), as docs/components.md holds them for the in-tree plugins.
+std::string markdown_reference(const Registry& registry);
+
 }  // namespace ktf

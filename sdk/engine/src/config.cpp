@@ -1,7 +1,9 @@
 #include "ktf/config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
+#include <sstream>
 
 namespace ktf {
 namespace {
@@ -20,13 +22,6 @@ std::string suggestion(std::string_view name, const std::vector<std::string>& ca
 
 std::string cycle_label(size_t index) { return "cycle " + std::to_string(index + 1); }
 
-bool is_integral(const Json& v) {
-  if (v.is_int()) return true;
-  if (v.type() != Json::Type::Float) return false;
-  double d = v.as_number();
-  return d == static_cast<double>(static_cast<int64_t>(d));
-}
-
 Json resolve_value(const Param& p, const Json& v, const Registry& registry, const Path& path);
 
 Json check_list(const Param& p, const Json& v, const Registry& registry, const Path& path,
@@ -38,37 +33,31 @@ Json check_list(const Param& p, const Json& v, const Registry& registry, const P
   Param ep = p;
   ep.type = element;
   ep.nullable = false;
+  ep.non_empty = false;
+  ep.list_sizes.clear();
   for (size_t i = 0; i < v.size(); ++i)
     out.push_back(
         resolve_value(ep, v.as_array()[i], registry, extend(path, "[" + std::to_string(i) + "]")));
   return Json(std::move(out));
 }
 
-Json resolve_value(const Param& p, const Json& v, const Registry& registry, const Path& path) {
-  if (v.is_null() && (p.nullable || p.type == ParamType::Any)) return v;
-  auto mismatch = [&](const char* want) {
-    throw Error(std::string("expected ") + want + ", got " + describe_value(v), path);
+Json resolve_typed(const Param& p, const Json& v, const Registry& registry, const Path& path) {
+  auto mismatch = [&](const std::string& want) {
+    throw Error("expected " + want + ", got " + describe_value(v), path);
   };
   switch (p.type) {
     case ParamType::Bool:
       if (!v.is_bool()) mismatch("a boolean");
       return v;
     case ParamType::Int:
-      if (!is_integral(v)) mismatch("an integer");
+      if (!json_matches(ParamType::Int, v)) mismatch("an integer");
       return Json(v.as_int());
     case ParamType::Float:
       if (!v.is_number()) mismatch("a number");
+      if (!std::isfinite(v.as_number())) mismatch("a finite number");
       return Json(v.as_number());
     case ParamType::String:
       if (!v.is_string()) mismatch("a string");
-      if (!p.choices.empty() &&
-          std::find(p.choices.begin(), p.choices.end(), v.as_string()) == p.choices.end()) {
-        std::string allowed;
-        for (const auto& c : p.choices) allowed += (allowed.empty() ? "'" : ", '") + c + "'";
-        throw Error("'" + v.as_string() + "' is not one of " + allowed +
-                        suggestion(v.as_string(), p.choices),
-                    path);
-      }
       return v;
     case ParamType::IntList:
       return check_list(p, v, registry, path, ParamType::Int, "integers");
@@ -81,10 +70,39 @@ Json resolve_value(const Param& p, const Json& v, const Registry& registry, cons
     case ParamType::ComponentList:
       return check_list(p, v, registry, path, ParamType::Component,
                         (std::string(kind_name(p.component_kind)) + " components").c_str());
+    case ParamType::Size2: {
+      if (json_matches(ParamType::Int, v)) return Json(v.as_int());
+      if (!v.is_array() || v.size() != 2) mismatch("an integer or [h, w]");
+      return check_list(p, v, registry, path, ParamType::Int, "integers");
+    }
+    case ParamType::Object:
+      if (!v.is_object()) mismatch("an object");
+      return v;
+    case ParamType::Union: {
+      for (const auto& a : p.alternatives)
+        if (json_matches(a.type, v)) return resolve_value(a, v, registry, path);
+      std::string want;
+      for (size_t i = 0; i < p.alternatives.size(); ++i)
+        want += (i ? (i + 1 == p.alternatives.size() ? " or " : ", ") : "") +
+                p.alternatives[i].type_name();
+      mismatch(want);
+      return v;
+    }
     case ParamType::Any:
       return v;
   }
   return v;
+}
+
+Json resolve_value(const Param& p, const Json& v, const Registry& registry, const Path& path) {
+  if (v.is_null() && (p.nullable || p.type == ParamType::Any)) return v;
+  Json out = resolve_typed(p, v, registry, path);
+  std::string why = p.check(out);
+  if (!why.empty()) {
+    if (!p.choices.empty() && out.is_string()) why += suggestion(out.as_string(), p.choices);
+    throw Error(why, path);
+  }
+  return out;
 }
 
 }  // namespace
@@ -95,9 +113,11 @@ const std::vector<CycleKeyInfo>& builtin_cycle_keys() {
       {"model", Kind::Network, false, "the network to train; persists across cycles"},
       {"loss", Kind::Loss, false, "the loss to minimise"},
       {"metrics", Kind::Metric, true, "metrics computed on train and validation data"},
-      {"optimizer", Kind::Optimizer, false, "the optimizer (default ktf.optimizers.Adam)"},
+      {"optimizer", Kind::Optimizer, false,
+       "the optimizer (default: the one a loaded plugin declares)"},
       {"lr_schedule", Kind::LrSchedule, false, "a learning-rate schedule (default none)"},
-      {"train_loop", Kind::TrainLoop, false, "the train loop (default ktf.train.KerasTrainLoop)"},
+      {"train_loop", Kind::TrainLoop, false,
+       "the train loop (default: the one a loaded plugin declares)"},
   };
   return keys;
 }
@@ -224,7 +244,11 @@ Json resolve_component(const Json& component, Kind kind, const Registry& registr
     if (!given) {
       if (p.required)
         throw Error("missing required parameter '" + p.name + "' (" + p.doc + ")", here);
-      resolved.set(p.name, p.default_value);
+      // A nested component given as a default is validated and completed like a written one.
+      const bool nested = p.type == ParamType::Component || p.type == ParamType::ComponentList;
+      resolved.set(p.name, nested && !p.default_value.is_null() && p.default_value.size() > 0
+                               ? resolve_value(p, p.default_value, registry, extend(here, p.name))
+                               : p.default_value);
       continue;
     }
     resolved.set(p.name, resolve_value(p, *given, registry, extend(here, p.name)));
@@ -254,6 +278,10 @@ Json resolve_config(const Json& config, const Registry& registry) {
   for (const auto& k : registry.cycle_keys()) keys.push_back({k.name, k.kind, k.is_list});
   std::vector<std::string> key_names;
   for (const auto& k : keys) key_names.push_back(k.name);
+  auto kind_of = [&](const std::string& key) {
+    return std::find_if(keys.begin(), keys.end(), [&](const KeyInfo& k) { return k.name == key; })
+        ->kind;
+  };
 
   Json::Array resolved;
   Json previous = Json::object();
@@ -287,31 +315,39 @@ Json resolve_config(const Json& config, const Registry& registry) {
         merged.set(key, resolve_component(value, it->kind, registry, kpath));
       }
     }
-    // Defaults for keys no cycle has given yet.
-    auto default_component = [&](const char* key, Kind kind, const char* name) {
-      if (merged.find(key)) return;
-      if (!registry.find(kind, name))
-        throw Error(std::string("no '") + key + "' given, and the default '" + name +
-                        "' is not registered (load the plugin that provides it)",
-                    cpath);
-      merged.set(key, resolve_component(Json::object({{name, Json::object()}}), kind, registry,
-                                        extend(cpath, key)));
-    };
     for (const char* required : {"datasets", "model", "loss"}) {
       const Json* v = merged.find(required);
       if (!v || v->is_null()) {
         const auto& info =
             *std::find_if(builtin_cycle_keys().begin(), builtin_cycle_keys().end(),
                           [&](const CycleKeyInfo& k) { return k.name == std::string(required); });
-        throw Error(std::string("missing '") + required + "': " + info.doc +
-                        (i ? " (no earlier cycle gives it either)" : ""),
+        throw Error(std::string(v ? "'" + std::string(required) + "' is null: it is required (" +
+                                        info.doc + ")"
+                                  : "missing '" + std::string(required) + "': " + info.doc +
+                                        (i ? " (no earlier cycle gives it either)" : "")),
                     cpath);
       }
     }
-    default_component("optimizer", Kind::Optimizer, "ktf.optimizers.Adam");
-    default_component("train_loop", Kind::TrainLoop, "ktf.train.KerasTrainLoop");
-    if (!merged.find("metrics")) merged.set("metrics", Json::array());
-    if (!merged.find("lr_schedule")) merged.set("lr_schedule", Json());
+    // Keys no cycle has given yet, or that this cycle cleared with null, take their defaults:
+    // the component a plugin declares (optimizer, train loop), no metrics, no schedule.
+    auto use_default = [&](const std::string& key, const Json& fallback) {
+      const Json* v = merged.find(key);
+      if (v && !v->is_null()) return;
+      if (const CycleDefault* d = registry.find_cycle_default(key)) {
+        merged.set(key,
+                   resolve_component(d->component, kind_of(key), registry, extend(cpath, key)));
+      } else if (fallback.is_string()) {
+        throw Error("no '" + key + "' given, and no loaded plugin declares a default for it (" +
+                        fallback.as_string() + ")",
+                    cpath);
+      } else {
+        merged.set(key, fallback);
+      }
+    };
+    use_default("optimizer", Json("load the plugin that provides optimizers, or give one"));
+    use_default("train_loop", Json("load the plugin that provides train loops, or give one"));
+    use_default("metrics", Json::array());
+    use_default("lr_schedule", Json());
     // Order keys as documented, plugin keys last.
     Json ordered = Json::object();
     for (const auto& k : keys)
@@ -324,58 +360,93 @@ Json resolve_config(const Json& config, const Registry& registry) {
 
 namespace {
 
-Json param_schema(const Param& p) {
-  auto typed = [&](const char* type) {
-    if (p.nullable) return Json::object({{"type", Json::array({type, "null"})}});
-    return Json::object({{"type", type}});
+/// Adds the declared bounds (numbers) or choices (strings) of `p` to the schema `s` of one JSON
+/// type (draft-04 keywords). A variant's alternatives carry all of its constraints: each schema
+/// gets those that apply to its type.
+void add_constraints(const Param& p, const std::string& type, Json& s) {
+  if (type == "string") {
+    if (!p.choices.empty()) {
+      Json::Array e;
+      for (const auto& c : p.choices) e.push_back(c);
+      s.set("enum", Json(std::move(e)));
+    }
+    return;
+  }
+  if (type != "integer" && type != "number") return;
+  if (p.minimum) {
+    s.set("minimum", *p.minimum);
+    if (p.exclusive_minimum) s.set("exclusiveMinimum", true);
+  }
+  if (p.maximum) {
+    s.set("maximum", *p.maximum);
+    if (p.exclusive_maximum) s.set("exclusiveMaximum", true);
+  }
+}
+
+Json type_schema(const Param& p) {
+  auto item = [&](const char* type) {
+    Json i = Json::object({{"type", type}});
+    add_constraints(p, type, i);
+    return i;
   };
-  Json s;
+  auto list_of = [&](Json items) {
+    Json s = Json::object({{"type", "array"}, {"items", std::move(items)}});
+    if (p.non_empty) s.set("minItems", 1);
+    if (p.list_sizes.size() == 1) {
+      s.set("minItems", p.list_sizes[0]);
+      s.set("maxItems", p.list_sizes[0]);
+    } else if (!p.list_sizes.empty()) {
+      s.set("maxItems", *std::max_element(p.list_sizes.begin(), p.list_sizes.end()));
+    }
+    return s;
+  };
+  auto ref = [&] {
+    return Json::object({{"$ref", std::string("#/definitions/") + kind_name(p.component_kind)}});
+  };
   switch (p.type) {
     case ParamType::Bool:
-      s = typed("boolean");
-      break;
+      return Json::object({{"type", "boolean"}});
     case ParamType::Int:
-      s = typed("integer");
-      break;
+      return item("integer");
     case ParamType::Float:
-      s = typed("number");
-      break;
-    case ParamType::String:
-      s = typed("string");
-      if (!p.choices.empty()) {
-        Json::Array e;
-        for (const auto& c : p.choices) e.push_back(c);
-        if (p.nullable) e.push_back(Json());
-        s.set("enum", Json(std::move(e)));
-      }
-      break;
+      return item("number");
+    case ParamType::String: {
+      Json s = item("string");
+      if (p.non_empty) s.set("minLength", 1);
+      return s;
+    }
     case ParamType::IntList:
+      return list_of(item("integer"));
     case ParamType::FloatList:
-    case ParamType::StringList: {
-      const char* item = p.type == ParamType::IntList     ? "integer"
-                         : p.type == ParamType::FloatList ? "number"
-                                                          : "string";
-      s = typed("array");
-      s.set("items", Json::object({{"type", item}}));
-      break;
-    }
-    case ParamType::Component: {
-      Json ref =
-          Json::object({{"$ref", std::string("#/definitions/") + kind_name(p.component_kind)}});
-      s = p.nullable
-              ? Json::object({{"oneOf", Json::array({ref, Json::object({{"type", "null"}})})}})
-              : ref;
-      break;
-    }
+      return list_of(item("number"));
+    case ParamType::StringList:
+      return list_of(item("string"));
+    case ParamType::Component:
+      return ref();
     case ParamType::ComponentList:
-      s = typed("array");
-      s.set("items",
-            Json::object({{"$ref", std::string("#/definitions/") + kind_name(p.component_kind)}}));
-      break;
+      return list_of(ref());
+    case ParamType::Size2: {
+      Json pair = Json::object({{"type", "array"}, {"items", item("integer")}});
+      pair.set("minItems", 2);
+      pair.set("maxItems", 2);
+      return Json::object({{"oneOf", Json::array({item("integer"), pair})}});
+    }
+    case ParamType::Object:
+      return Json::object({{"type", "object"}});
+    case ParamType::Union: {
+      Json::Array options;
+      for (const auto& a : p.alternatives) options.push_back(type_schema(a));
+      return Json::object({{"oneOf", Json(std::move(options))}});
+    }
     case ParamType::Any:
-      s = Json::object();
-      break;
+      return Json::object();
   }
+  return Json::object();
+}
+
+Json param_schema(const Param& p) {
+  Json s = type_schema(p);
+  if (p.nullable) s = Json::object({{"oneOf", Json::array({s, Json::object({{"type", "null"}})})}});
   s.set("description", p.doc);
   if (!p.required && !p.default_value.is_null()) s.set("default", p.default_value);
   return s;
@@ -440,6 +511,67 @@ Json json_schema(const Registry& registry) {
         Json::array(
             {cycle_ref, Json::object({{"type", "array"}, {"minItems", 1}, {"items", cycle_ref}})})},
        {"definitions", definitions}});
+}
+
+namespace {
+std::string md_cell(std::string text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '|')
+      out += "\\|";
+    else if (c == '\n')
+      out += ' ';
+    else
+      out += c;
+  }
+  return out;
+}
+}  // namespace
+
+std::string markdown_reference(const Registry& registry) {
+  std::ostringstream out;
+  out << "# Component reference\n\n"
+      << "Generated from the components' specs by `ktf-host --plugins build/plugins --reference`"
+      << " (a test checks that this file is up to date). Every parameter's allowed values are"
+      << " checked for every cycle before anything is built.\n";
+  if (!registry.cycle_defaults().empty()) {
+    out << "\nDefaults of omitted cycle keys:";
+    const char* sep = " ";
+    for (const auto& d : registry.cycle_defaults()) {
+      out << sep << "`" << d.key << "` is `" << d.component.dump() << "` (" << d.plugin << ")";
+      sep = "; ";
+    }
+    out << ".\n";
+  }
+  for (Kind kind : kAllKinds) {
+    auto defs = registry.list(kind);
+    if (defs.empty()) continue;
+    out << "\n## " << kind_name(kind) << "\n";
+    for (const ComponentDef* def : defs) {
+      const Spec& spec = def->spec;
+      out << "\n### `" << spec.name << "`\n\n" << spec.summary << ".";
+      if (!spec.aliases.empty()) {
+        out << " Also";
+        for (size_t i = 0; i < spec.aliases.size(); ++i)
+          out << (i ? ", `" : " `") << spec.aliases[i] << "`";
+        out << ".";
+      }
+      if (!spec.plugin.empty()) out << " Plugin `" << spec.plugin << "`.";
+      out << "\n";
+      if (spec.params.empty()) {
+        out << "\nNo parameters.\n";
+        continue;
+      }
+      out << "\n| parameter | type | default | allowed | description |\n"
+          << "|---|---|---|---|---|\n";
+      for (const auto& p : spec.params) {
+        std::string def_text = p.required ? "required" : "`" + p.default_value.dump() + "`";
+        out << "| `" << p.name << "` | " << md_cell(p.type_name()) << " | " << md_cell(def_text)
+            << " | " << md_cell(p.constraint_text()) << " | " << md_cell(p.doc) << " |\n";
+      }
+    }
+  }
+  return out.str();
 }
 
 }  // namespace ktf

@@ -17,15 +17,6 @@
 
 namespace ktf {
 
-/// Optional interface of a Dataset whose training batches are augmented: the same training
-/// stream (same order and preprocessing) without the transforms. The viewer shows the raw
-/// examples from it; datasets that do not implement it are shown as train() yields them.
-class Augmentable {
- public:
-  virtual ~Augmentable();
-  virtual std::shared_ptr<BatchStream> train_unaugmented() = 0;
-};
-
 /// Writes a PNG grid of the first `n` training examples with their labels to `png_path`. With
 /// `augmented`, each row of raw examples is followed by the same examples augmented. Inputs must
 /// be images [C, H, W] (or [H, W]); float inputs are scaled per example to the full gray range.

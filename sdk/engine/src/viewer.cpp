@@ -9,8 +9,6 @@
 
 namespace ktf {
 
-Augmentable::~Augmentable() = default;
-
 namespace {
 
 // 3x5 bitmap digits, one row per string, '#' = ink.
