@@ -38,7 +38,7 @@ class MixupStep : public ktf::TrainStep {
     auto loss = lam * ctx.loss->compute(output, batch.target) +
                 (1 - lam) * ctx.loss->compute(output, batch.target.index_select(0, perm));
     ctx.backward_and_step(loss);
-    return ktf::StepResult{loss.detach(), output.detach(), {}}.add("lambda", lam);
+    return ktf::StepResult{loss.detach(), output.detach()}.add("lambda", lam);
   }
 
  private:

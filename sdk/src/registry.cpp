@@ -124,6 +124,10 @@ void Registrar::add(ComponentDef def) {
     if (!params.insert(p.name).second)
       throw Error(std::string(kind_name(s.kind)) + " '" + s.name + "': parameter '" + p.name +
                   "' declared twice");
+    const std::string why = p.required ? "" : p.check(p.default_value);
+    if (!why.empty())
+      throw Error(std::string(kind_name(s.kind)) + " '" + s.name + "': the default of parameter '" +
+                  p.name + "' (" + p.default_value.dump() + ") breaks its declared values: " + why);
   }
   for (const auto& existing : components_) {
     if (existing.spec.kind != s.kind) continue;

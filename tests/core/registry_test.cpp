@@ -102,4 +102,39 @@ TEST(Registry, ClosestNamesPreferDottedSuffixMatches) {
   EXPECT_TRUE(ktf::closest_names("zzzzzzzz", names, 3, true).empty());
 }
 
+TEST(Registry, ConstraintsMustFitTheParameterAndItsDefault) {
+  struct O {
+    std::string name = "x";
+    bool flag = false;
+    int64_t count = 0;
+  };
+  auto what = [](auto&& make) {
+    try {
+      make();
+    } catch (const ktf::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(what([] { ktf::define<ktf::Loss, O>("t.A", "a").arg("name", &O::name, "n").min(3); }),
+            "'t.A' parameter 'name': a numeric bound does not apply to a parameter of type string");
+  EXPECT_EQ(
+      what([] { ktf::define<ktf::Loss, O>("t.B", "b").arg("flag", &O::flag, "f").choices({"x"}); }),
+      "'t.B' parameter 'flag': choices does not apply to a parameter of type bool");
+  EXPECT_EQ(
+      what([] { ktf::define<ktf::Loss, O>("t.C", "c").arg("count", &O::count, "c").sizes({2}); }),
+      "'t.C' parameter 'count': sizes() does not apply to a parameter of type int");
+  ktf::Registrar staged;
+  EXPECT_EQ(what([&] {
+              staged.add(ktf::define<ktf::Loss, O>("t.D", "d")
+                             .arg("count", &O::count, "a count")
+                             .min(1)
+                             .build([](const O&, ktf::BuildContext&) {
+                               return std::make_shared<ktf::test::TestLoss>();
+                             }));
+            }),
+            "loss 't.D': the default of parameter 'count' (0) breaks its declared values: must be "
+            ">= 1, got 0");
+}
+
 }  // namespace

@@ -169,13 +169,17 @@ Cycle CycleBuilder::build(const Json& cycles, size_t index, BuildStage stage) {
   // 1. dataset (cached by configuration)
   const Json& data_config = cycle.config.at("datasets");
   auto& cached = datasets_[data_config.dump()];
-  if (!cached) {
+  if (!cached.dataset) {
     auto start = std::chrono::steady_clock::now();
-    cached = std::static_pointer_cast<Dataset>(
+    cached.dataset = std::static_pointer_cast<Dataset>(
         build_component(cycle, "datasets", Kind::Dataset, data_config));
-    log(cycle.label + ": dataset built in " + seconds_text(start) + " s");
+    cached.seconds = seconds_text(start);
   }
-  cycle.dataset = cached;
+  if (!settings_.quiet && !cached.announced) {
+    log(cycle.label + ": dataset built in " + cached.seconds + " s");
+    cached.announced = true;
+  }
+  cycle.dataset = cached.dataset;
   ctx.input_shape = cycle.dataset->input_shape();
   ctx.num_classes = cycle.dataset->num_classes();
   if (stage == BuildStage::Data) return cycle;

@@ -111,8 +111,8 @@ class Runner {
     log("ktf: run directory " + files_.dir.string() + ", device " + device_.str() + ", " +
         std::to_string(threads) + " threads, seed " + std::to_string(seed_));
     try {
-      check_every_cycle();
-      CycleBuilder builder(registry_, settings(false));
+      CycleBuilder builder(registry_, settings());
+      check_every_cycle(builder);
       for (size_t i = 0; i < cycles_.size(); ++i) run_cycle(builder, i);
     } catch (const Error& e) {
       if (e.exit_code() != kExitInterrupted) *files_.log << "error: " << e.what() << std::endl;
@@ -122,10 +122,11 @@ class Runner {
   }
 
  private:
-  BuildSettings settings(bool quiet) const {
-    return {device_,    seed_,
-            files_.dir, options_.memory_format,
-            quiet,      [this](const std::string& line) { log(line); }};
+  /// Quiet while every cycle is checked; check_every_cycle() turns the log on for training.
+  BuildSettings settings() const {
+    return {device_,        seed_,
+            files_.dir,     options_.memory_format,
+            /*quiet=*/true, [this](const std::string& line) { log(line); }};
   }
 
   void log(const std::string& line) const {
@@ -136,9 +137,10 @@ class Runner {
   /// Builds every cycle before the first one trains, so that a bad value or a freeze pattern that
   /// matches nothing in cycle 3 is reported before cycle 1 runs. Datasets built here are reused;
   /// the models are thrown away and the RNG reseeded, so training starts as if unchecked.
-  void check_every_cycle() {
-    CycleBuilder checker(registry_, settings(true));
-    for (size_t i = 0; i < cycles_.size(); ++i) checker.build(cycles_, i, BuildStage::Training);
+  void check_every_cycle(CycleBuilder& builder) {
+    for (size_t i = 0; i < cycles_.size(); ++i) builder.build(cycles_, i, BuildStage::Training);
+    builder.forget_model();
+    builder.set_quiet(false);
     torch::manual_seed(seed_);
   }
 

@@ -220,6 +220,13 @@ struct StepResult {
   /// Named extra values ("lambda" of mixup), scalars; the epoch logs carry their mean over batches.
   std::vector<std::pair<std::string, torch::Tensor>> values;
 
+  StepResult() = default;
+  StepResult(torch::Tensor batch_loss, torch::Tensor batch_output = {},
+             std::vector<std::pair<std::string, torch::Tensor>> named_values = {})
+      : loss(std::move(batch_loss)),
+        output(std::move(batch_output)),
+        values(std::move(named_values)) {}
+
   StepResult& add(const std::string& name, const torch::Tensor& value);
   StepResult& add(const std::string& name, double value);
 };

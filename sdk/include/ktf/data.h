@@ -113,6 +113,15 @@ Definition<Dataset, O>& add_pipeline_args(Definition<Dataset, O>& def) {
           "transforms", &O::transforms, "augmentation components applied to training batches");
 }
 
+/// The same for a definition being written in one expression:
+///   r.add(ktf::add_pipeline_args(ktf::define<ktf::Dataset, O>(name,
+///   summary)).arg(...).build(...));
+template <class O>
+Definition<Dataset, O> add_pipeline_args(Definition<Dataset, O>&& def) {
+  add_pipeline_args(def);
+  return std::move(def);
+}
+
 /// Seed of the shuffling order of `epoch` and of the transforms of batch `batch` of `epoch`.
 uint64_t order_seed(uint64_t seed, int64_t epoch);
 uint64_t batch_seed(uint64_t seed, int64_t epoch, int64_t batch);

@@ -347,16 +347,19 @@ class Definition {
   Definition& max(double v) { return bound(false, v, false); }
   Definition& below(double v) { return bound(false, v, true); }
   Definition& choices(std::vector<std::string> allowed) {
+    require(textual, "choices");
     last().choices = std::move(allowed);
     propagate();
     return *this;
   }
   Definition& non_empty() {
+    require(sized, "non_empty()");
     last().non_empty = true;
     propagate();
     return *this;
   }
   Definition& sizes(std::vector<int64_t> allowed) {
+    require(listy, "sizes()");
     last().list_sizes = std::move(allowed);
     propagate();
     return *this;
@@ -428,7 +431,27 @@ class Definition {
       throw Error("'" + spec_.name + "': a value constraint must follow an .arg() or .required()");
     return spec_.params.back();
   }
+  /// Throws when the parameter declared last has no value of a shape `what` applies to.
+  void require(bool (*applies)(ParamType), const char* what) {
+    const Param& p = last();
+    bool ok = applies(p.type);
+    for (const auto& a : p.alternatives) ok |= applies(a.type);
+    if (!ok)
+      throw Error("'" + spec_.name + "' parameter '" + p.name + "': " + what +
+                  " does not apply to a parameter of type " + p.type_name());
+  }
+  static bool numeric(ParamType t) {
+    return t == ParamType::Int || t == ParamType::Float || t == ParamType::IntList ||
+           t == ParamType::FloatList || t == ParamType::Size2;
+  }
+  static bool textual(ParamType t) { return t == ParamType::String || t == ParamType::StringList; }
+  static bool sized(ParamType t) {
+    return t == ParamType::String || t == ParamType::IntList || t == ParamType::FloatList ||
+           t == ParamType::StringList || t == ParamType::ComponentList;
+  }
+  static bool listy(ParamType t) { return sized(t) && t != ParamType::String; }
   Definition& bound(bool lower, double v, bool exclusive) {
+    require(numeric, "a numeric bound");
     Param& p = last();
     (lower ? p.minimum : p.maximum) = v;
     (lower ? p.exclusive_minimum : p.exclusive_maximum) = exclusive;

@@ -113,7 +113,8 @@ class TrainContext {
   void progress(const std::string& line, bool final) const;
   /// True when stdout is a terminal.
   bool is_tty() const;
-  /// Appends {"cycle","epoch","phase",...logs} to metrics.jsonl.
+  /// Appends {"cycle","epoch","phase",...logs} to metrics.jsonl; `epoch` is 0-based (as the
+  /// hooks get it), the line counts cycles and epochs from 1.
   void record(const std::string& phase, int64_t epoch, const Logs& logs) const;
   /// True once SIGINT/SIGTERM was received: loops stop after the current batch.
   static bool interrupted();

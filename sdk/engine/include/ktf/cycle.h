@@ -78,6 +78,8 @@ class CycleBuilder {
   Cycle build(const Json& cycles, size_t index, BuildStage stage);
   /// Forgets the carried model (the next build makes a fresh one); datasets stay cached.
   void forget_model() { model_.reset(), model_config_ = Json(); }
+  /// Whether builds log (the pre-flight check builds quietly, training reuses its datasets).
+  void set_quiet(bool quiet) { settings_.quiet = quiet; }
 
  private:
   std::shared_ptr<void> build_component(Cycle& cycle, const std::string& key, Kind kind,
@@ -87,7 +89,12 @@ class CycleBuilder {
 
   const Registry& registry_;
   BuildSettings settings_;
-  std::map<std::string, std::shared_ptr<Dataset>> datasets_;  // by config text
+  struct CachedDataset {
+    std::shared_ptr<Dataset> dataset;
+    std::string seconds;     ///< how long building it took
+    bool announced = false;  ///< its build time was logged
+  };
+  std::map<std::string, CachedDataset> datasets_;  // by config text
   std::shared_ptr<Network> model_;
   Json model_config_;
 };
