@@ -14,12 +14,14 @@
 // steps).
 #include <gtest/gtest.h>
 #include <ktf/config.h>
+#include <ktf/network.h>
 #include <ktf/plugin.h>
 #include <ktf/plugin_loader.h>
 #include <ktf/train.h>
 
 #include <filesystem>
 #include <iostream>
+#include <set>
 
 namespace {
 
@@ -145,6 +147,266 @@ std::optional<ktf::Json> wrong_value(const ktf::Param& p) {
   return std::nullopt;
 }
 
+/// Values just outside each declared bound or choice of `p` (its alternatives' too), each with
+/// what it tests.
+std::vector<std::pair<ktf::Json, std::string>> out_of_bounds(const ktf::Param& p) {
+  std::vector<std::pair<ktf::Json, std::string>> out;
+  std::vector<const ktf::Param*> shapes{&p};
+  for (const auto& a : p.alternatives) shapes.push_back(&a);
+  for (const ktf::Param* s : shapes) {
+    const bool integral = s->type == ktf::ParamType::Int || s->type == ktf::ParamType::IntList ||
+                          s->type == ktf::ParamType::Size2;
+    const bool list = s->type == ktf::ParamType::IntList || s->type == ktf::ParamType::FloatList;
+    auto wrap = [&](double v) {
+      ktf::Json x = integral ? ktf::Json(static_cast<int64_t>(v)) : ktf::Json(v);
+      return list ? ktf::Json::array({x}) : x;
+    };
+    const double step = integral ? 1.0 : 0.5;
+    if (s->minimum)
+      out.emplace_back(wrap(s->exclusive_minimum ? *s->minimum : *s->minimum - step),
+                       "just below its declared minimum");
+    if (s->maximum)
+      out.emplace_back(wrap(s->exclusive_maximum ? *s->maximum : *s->maximum + step),
+                       "just above its declared maximum");
+    if (!s->choices.empty() && s->type == ktf::ParamType::String)
+      out.emplace_back(ktf::Json("definitely-not-a-choice"), "outside its declared choices");
+  }
+  return out;
+}
+
+/// A convex quadratic sum((w - t)^2) in w, starting at w = 0.
+struct Quadratic {
+  torch::Tensor w = torch::zeros({4}, torch::requires_grad());
+  torch::Tensor t = torch::tensor({1.0f, -2.0f, 0.5f, 3.0f});
+  torch::Tensor value() { return (w - t).pow(2).sum(); }
+  double step(ktf::Optimizer& opt) {
+    opt.zero_grad();
+    value().backward();
+    opt.step();
+    return value().item<double>();
+  }
+};
+
+void check_optimizer(const ktf::Spec& spec, ktf::BuildContext& ctx) {
+  // Steps on a convex quadratic lower it: an optimizer that ascends, or does nothing, fails.
+  Quadratic q;
+  ctx.parameters = {q.w};
+  auto opt = std::static_pointer_cast<ktf::Optimizer>(build_example(spec, ctx));
+  const double start = q.value().item<double>();
+  double value = start;
+  for (int i = 0; i < 10; ++i) value = q.step(*opt);
+  EXPECT_LT(value, start) << "10 steps on a convex quadratic did not lower it (from " << start
+                          << " to " << value << "): does the optimizer descend the gradient?";
+  // The step scales with the learning rate: 0 leaves the parameters alone, twice the rate moves
+  // them further on the first step.
+  auto first_step = [&](double scale) {
+    Quadratic fresh;
+    ktf::BuildContext c = ctx;
+    c.parameters = {fresh.w};
+    auto o = std::static_pointer_cast<ktf::Optimizer>(build_example(spec, c));
+    for (auto& group : o->param_groups()) group.options().set_lr(group.options().get_lr() * scale);
+    fresh.step(*o);
+    return fresh.w.detach().norm().item<double>();
+  };
+  EXPECT_EQ(first_step(0.0), 0.0) << "with learning rate 0 a step changed the parameters";
+  EXPECT_GT(first_step(2.0), first_step(1.0) * 1.2)
+      << "doubling the learning rate did not make the first step larger";
+}
+
+void check_loss(const ktf::Spec& spec, ktf::BuildContext& ctx) {
+  auto loss = std::static_pointer_cast<ktf::Loss>(build_example(spec, ctx));
+  auto [out, target] = output_and_target(spec, 6);
+  out.requires_grad_(true);
+  auto value = loss->compute(out, target);
+  ASSERT_EQ(value.dim(), 0) << "a loss must be a scalar";
+  EXPECT_TRUE(std::isfinite(value.item<double>()));
+  value.backward();
+  ASSERT_TRUE(out.grad().defined()) << "the loss has no gradient with respect to the output";
+  // Gradients agree with central finite differences, in double precision.
+  auto out64 = out.detach().to(torch::kDouble).requires_grad_(true);
+  torch::Tensor grad;
+  try {
+    loss->compute(out64, target).backward();
+    grad = out64.grad();
+  } catch (const std::exception&) {
+    grad = torch::Tensor();  // a loss that needs float inputs: checked in float below
+  }
+  const bool dbl = grad.defined();
+  auto base = dbl ? out64.detach() : out.detach();
+  if (!dbl) grad = out.grad();
+  const double eps = dbl ? 1e-6 : 1e-2, tol = dbl ? 1e-4 : 5e-2;
+  auto flat = base.flatten();
+  for (int64_t i = 0; i < std::min<int64_t>(flat.numel(), 8); ++i) {
+    const int64_t k = (i * 7) % flat.numel();
+    auto plus = base.clone(), minus = base.clone();
+    plus.view(-1)[k] += eps;
+    minus.view(-1)[k] -= eps;
+    torch::NoGradGuard no_grad;
+    const double numeric =
+        (loss->compute(plus, target).item<double>() - loss->compute(minus, target).item<double>()) /
+        (2 * eps);
+    const double analytic = grad.flatten()[k].item<double>();
+    EXPECT_NEAR(analytic, numeric, tol * (1 + std::fabs(numeric)))
+        << "gradient element " << k << " disagrees with finite differences";
+  }
+  // A perfect prediction costs less than a poor one.
+  torch::NoGradGuard no_grad;
+  torch::Tensor perfect, poor;
+  if (spec.example_target.empty()) {
+    perfect = 20 * torch::one_hot(target.to(torch::kLong), out.size(1)).to(torch::kFloat);
+    poor = out.detach();  // random logits (or embeddings)
+  } else {
+    perfect = target.clone();
+    poor = target + 3 * torch::randn_like(target);
+  }
+  const double good = loss->compute(perfect, target).item<double>();
+  const double bad = loss->compute(poor, target).item<double>();
+  EXPECT_LT(good, bad) << "the loss of a perfect prediction (" << good
+                       << ") is not below that of a poor one (" << bad << ")";
+}
+
+void check_schedule(const ktf::Spec& spec, ktf::BuildContext& ctx) {
+  // Over 20 epochs of 10 steps with a validation loss that never improves, a schedule's rate
+  // changes somewhere (a schedule that never changes the rate is no schedule).
+  auto lin = torch::nn::Linear(4, 2);
+  ctx.optimizer =
+      std::make_shared<torch::optim::SGD>(lin->parameters(), torch::optim::SGDOptions(0.1));
+  ctx.steps_per_epoch = 10;
+  auto schedule = std::static_pointer_cast<ktf::LrSchedule>(build_example(spec, ctx));
+  std::set<double> rates{ctx.optimizer->param_groups()[0].options().get_lr()};
+  for (int64_t epoch = 0, step = 0; epoch < 20; ++epoch) {
+    for (int b = 0; b < 10; ++b) {
+      schedule->on_batch_end(++step);
+      rates.insert(ctx.optimizer->param_groups()[0].options().get_lr());
+    }
+    schedule->on_epoch_end(epoch, {{"loss", 1.0}, {"val_loss", 1.0}});
+    rates.insert(ctx.optimizer->param_groups()[0].options().get_lr());
+  }
+  for (double lr : rates) EXPECT_TRUE(std::isfinite(lr) && lr >= 0) << "lr " << lr;
+  EXPECT_GE(rates.size(), 2u) << "the learning rate never changed in 200 steps and 20 epochs";
+}
+
+void check_metric(const ktf::Spec& spec, ktf::BuildContext& ctx) {
+  auto metric = std::static_pointer_cast<ktf::Metric>(build_example(spec, ctx));
+  EXPECT_FALSE(metric->name().empty());
+  auto [out, target] = output_and_target(spec, 32);
+  torch::Tensor perfect =
+      spec.example_target.empty()
+          ? 20 * torch::one_hot(target.to(torch::kLong), out.size(1)).to(torch::kFloat)
+          : target.clone();
+  metric->reset();
+  metric->update(perfect, target);
+  const double best = metric->compute();
+  metric->reset();
+  metric->update(out, target);
+  const double random = metric->compute();
+  EXPECT_TRUE(std::isfinite(best) && std::isfinite(random));
+  EXPECT_NE(best, random) << "a perfect and a random prediction give the same value " << best;
+  // reset() forgets: after it, the value is that of a fresh metric on the same batches.
+  metric->reset();
+  metric->update(out, target);
+  auto fresh = std::static_pointer_cast<ktf::Metric>(build_example(spec, ctx));
+  fresh->reset();
+  fresh->update(out, target);
+  EXPECT_DOUBLE_EQ(metric->compute(), fresh->compute()) << "reset() did not clear the state";
+  EXPECT_DOUBLE_EQ(metric->compute(), random);
+}
+
+/// A batch the tiny network can learn: the target is the argmax of a fixed linear map.
+ktf::Batch learnable_batch() {
+  auto gen = at::detail::createCPUGenerator(3);
+  auto x = torch::randn({16, 1, 28, 28}, gen);
+  auto w = torch::randn({784, 10}, gen);
+  return {x, x.flatten(1).mm(w).argmax(1)};
+}
+
+double batch_loss(ktf::TrainContext& tc, const ktf::Batch& b) {
+  torch::NoGradGuard no_grad;
+  return tc.loss->compute(tc.model->forward(b.input), b.target).item<double>();
+}
+
+void check_train_step(const ktf::Spec& spec, ktf::BuildContext& ctx) {
+  auto step = std::static_pointer_cast<ktf::TrainStep>(build_example(spec, ctx));
+  auto tc = make_train_context(ctx);
+  tc.train_data->start_epoch(0);
+  for (int i = 0; i < 2; ++i) {
+    auto batch = tc.train_data->next();
+    auto result = step->step(tc, *batch);
+    ASSERT_TRUE(result.loss.defined() && result.loss.numel() == 1)
+        << "a train step must return a scalar loss";
+    EXPECT_TRUE(std::isfinite(result.loss.item<double>()));
+    for (const auto& [name, value] : result.values)
+      EXPECT_TRUE(value.defined() && value.numel() == 1) << "value '" << name << "'";
+  }
+  // Steps on one learnable batch lower its loss: a step that does not apply its gradients fails.
+  ktf::Batch b = learnable_batch();
+  const double before = batch_loss(tc, b);
+  for (int i = 0; i < 30; ++i) {
+    tc.batch = i;
+    ktf::Batch copy{b.input.clone(), b.target.clone()};
+    step->step(tc, copy);
+  }
+  const double after = batch_loss(tc, b);
+  EXPECT_LT(after, 0.9 * before) << "30 steps on one learnable batch took its loss from " << before
+                                 << " to " << after << " only";
+}
+
+void check_callback(const ktf::Spec& spec, ktf::BuildContext& ctx) {
+  // The callback survives a two-epoch run with validation, driven through the SDK's protocol:
+  // every hook, on_after_backward from backward_and_step, batch logs when it asks for them.
+  auto cb = std::static_pointer_cast<ktf::Callback>(build_example(spec, ctx));
+  auto tc = make_train_context(ctx);
+  tc.callbacks = {cb};
+  tc.num_epochs = 2;
+  tc.steps_per_epoch = 2;
+  cb->on_train_begin(tc);
+  int64_t epochs = 0;
+  for (int64_t epoch = 0; epoch < 2 && !tc.stop_training; ++epoch, ++epochs) {
+    tc.epoch = epoch;
+    cb->on_epoch_begin(tc, epoch);
+    tc.train_data->start_epoch(epoch);
+    for (int64_t b = 0; auto batch = tc.train_data->next(); ++b) {
+      tc.batch = b;
+      cb->on_batch_begin(tc, b);
+      auto loss = tc.loss->compute(tc.forward(batch->input), batch->target);
+      tc.backward_and_step(loss);
+      ktf::Logs logs;
+      if (cb->wants_batch_logs(tc, b)) logs = {{"loss", loss.item<double>()}, {"accuracy", 0.5}};
+      cb->on_batch_end(tc, b, logs);
+    }
+    cb->on_epoch_end(tc, epoch,
+                     {{"loss", 0.9 - 0.1 * static_cast<double>(epoch)},
+                      {"accuracy", 0.5},
+                      {"val_loss", 1.0},
+                      {"val_accuracy", 0.5},
+                      {"lr", 0.01}});
+  }
+  cb->on_train_end(tc, {{"loss", 0.8}});
+  EXPECT_EQ(tc.global_step, 2 * epochs) << "the callback disturbed the optimizer steps";
+}
+
+void check_dataset(const ktf::Spec& spec, ktf::BuildContext& ctx) {
+  // An error building the example is a failure, whatever it says.
+  auto data = std::static_pointer_cast<ktf::Dataset>(build_example(spec, ctx));
+  auto shape = data->input_shape();
+  auto stream = data->train();
+  ASSERT_TRUE(stream);
+  stream->start_epoch(0);
+  auto batch = stream->next();
+  ASSERT_TRUE(batch.has_value()) << "the train stream is empty";
+  ASSERT_EQ(batch->input.dim(), static_cast<int64_t>(shape.size()) + 1);
+  for (size_t d = 0; d < shape.size(); ++d) EXPECT_EQ(batch->input.size(d + 1), shape[d]);
+  EXPECT_EQ(batch->target.size(0), batch->input.size(0));
+  // The same seed gives the same order: a second build's first batch is the same.
+  auto again = std::static_pointer_cast<ktf::Dataset>(build_example(spec, ctx))->train();
+  again->start_epoch(0);
+  auto other = again->next();
+  ASSERT_TRUE(other.has_value());
+  EXPECT_TRUE(torch::equal(batch->input, other->input) &&
+              torch::equal(batch->target, other->target))
+      << "two builds with the same seed gave different first batches";
+}
+
 void check_component(const ktf::ComponentDef* def) {
   const ktf::Spec& spec = def->spec;
   SCOPED_TRACE(spec.name);
@@ -172,6 +434,19 @@ void check_component(const ktf::ComponentDef* def) {
         ktf::resolve_component(ktf::Json::object({{spec.name, args}}), spec.kind, g_registry, {}),
         ktf::Error)
         << "parameter " << p.name << " accepted " << bad->dump();
+  }
+  // Every declared bound and choice is enforced just outside it, naming the parameter.
+  for (const auto& p : spec.params) {
+    for (const auto& [value, what] : out_of_bounds(p)) {
+      ktf::Json args = spec.example;
+      args.set(p.name, value);
+      try {
+        ktf::resolve_component(ktf::Json::object({{spec.name, args}}), spec.kind, g_registry, {});
+        ADD_FAILURE() << "parameter " << p.name << " accepted " << value.dump() << ", " << what;
+      } catch (const ktf::Error& e) {
+        EXPECT_NE(std::string(e.what()).find(p.name), std::string::npos) << e.what();
+      }
+    }
   }
 
   ktf::BuildContext ctx = make_context(spec);
@@ -210,77 +485,26 @@ void check_component(const ktf::ComponentDef* def) {
       fresh->eval();
       EXPECT_TRUE(torch::allclose(before, fresh->forward(x), 1e-5, 1e-6))
           << "state round trip changed outputs";
+      // The shape inferred for one example is the batch output's, less the batch dimension.
+      auto one = ktf::infer_output_shape(*net, spec.example_input);
+      EXPECT_EQ(one, std::vector<int64_t>(before.sizes().begin() + 1, before.sizes().end()));
       break;
     }
-    case ktf::Kind::Loss: {
-      auto loss = std::static_pointer_cast<ktf::Loss>(build_example(spec, ctx));
-      auto [out, target] = output_and_target(spec, 6);
-      out.requires_grad_(true);
-      auto value = loss->compute(out, target);
-      EXPECT_EQ(value.dim(), 0) << "a loss must be a scalar";
-      EXPECT_TRUE(std::isfinite(value.item<double>()));
-      value.backward();
-      ASSERT_TRUE(out.grad().defined());
+    case ktf::Kind::Loss:
+      check_loss(spec, ctx);
       break;
-    }
-    case ktf::Kind::Optimizer: {
-      auto lin = torch::nn::Linear(4, 2);
-      for (auto& p : lin->parameters()) ctx.parameters.push_back(p);
-      auto opt = std::static_pointer_cast<ktf::Optimizer>(build_example(spec, ctx));
-      auto before = lin->weight.clone();
-      opt->zero_grad();
-      lin->forward(torch::randn({8, 4})).pow(2).sum().backward();
-      opt->step();
-      EXPECT_FALSE(torch::equal(before, lin->weight)) << "one step did not change the parameters";
+    case ktf::Kind::Optimizer:
+      check_optimizer(spec, ctx);
       break;
-    }
-    case ktf::Kind::LrSchedule: {
-      auto lin = torch::nn::Linear(4, 2);
-      ctx.optimizer =
-          std::make_shared<torch::optim::SGD>(lin->parameters(), torch::optim::SGDOptions(0.1));
-      auto schedule = std::static_pointer_cast<ktf::LrSchedule>(build_example(spec, ctx));
-      for (int step = 1; step <= 4; ++step) schedule->on_batch_end(step);
-      schedule->on_epoch_end(0, {{"loss", 1.0}, {"val_loss", 1.0}});
-      double lr = ctx.optimizer->param_groups()[0].options().get_lr();
-      EXPECT_TRUE(std::isfinite(lr) && lr >= 0) << "lr " << lr;
+    case ktf::Kind::LrSchedule:
+      check_schedule(spec, ctx);
       break;
-    }
-    case ktf::Kind::Metric: {
-      auto metric = std::static_pointer_cast<ktf::Metric>(build_example(spec, ctx));
-      EXPECT_FALSE(metric->name().empty());
-      metric->reset();
-      auto [out, target] = output_and_target(spec, 8);
-      metric->update(out, target);
-      metric->update(out, target);
-      EXPECT_TRUE(std::isfinite(metric->compute()));
-      metric->reset();
-      metric->update(out, target);
-      EXPECT_TRUE(std::isfinite(metric->compute()));
+    case ktf::Kind::Metric:
+      check_metric(spec, ctx);
       break;
-    }
-    case ktf::Kind::Dataset: {
-      std::shared_ptr<ktf::Dataset> data;
-      try {
-        data = std::static_pointer_cast<ktf::Dataset>(build_example(spec, ctx));
-      } catch (const ktf::Error& e) {
-        std::string m = e.what();
-        if (m.find("cannot") != std::string::npos || m.find("no such") != std::string::npos ||
-            m.find("does not exist") != std::string::npos ||
-            m.find("no files match") != std::string::npos)
-          GTEST_SKIP() << "example needs data files absent here: " << m;
-        throw;
-      }
-      auto shape = data->input_shape();
-      auto stream = data->train();
-      ASSERT_TRUE(stream);
-      stream->start_epoch(0);
-      auto batch = stream->next();
-      ASSERT_TRUE(batch.has_value()) << "the train stream is empty";
-      ASSERT_EQ(batch->input.dim(), static_cast<int64_t>(shape.size()) + 1);
-      for (size_t d = 0; d < shape.size(); ++d) EXPECT_EQ(batch->input.size(d + 1), shape[d]);
-      EXPECT_EQ(batch->target.size(0), batch->input.size(0));
+    case ktf::Kind::Dataset:
+      check_dataset(spec, ctx);
       break;
-    }
     case ktf::Kind::Transform: {
       auto transform = std::static_pointer_cast<ktf::Transform>(build_example(spec, ctx));
       auto shape = with_batch(
@@ -291,27 +515,9 @@ void check_component(const ktf::ComponentDef* def) {
       EXPECT_EQ(out.target.size(0), 4);
       break;
     }
-    case ktf::Kind::Callback: {
-      auto cb = std::static_pointer_cast<ktf::Callback>(build_example(spec, ctx));
-      auto tc = make_train_context(ctx);
-      cb->on_train_begin(tc);
-      for (int64_t epoch = 0; epoch < 2; ++epoch) {
-        tc.epoch = epoch;
-        cb->on_epoch_begin(tc, epoch);
-        for (int64_t b = 0; b < 2; ++b) {
-          tc.batch = b;
-          cb->on_batch_begin(tc, b);
-          cb->wants_batch_logs(tc, b);
-          cb->on_after_backward(tc, b);
-          cb->on_batch_end(tc, b, {{"loss", 1.0 - 0.1 * static_cast<double>(b)}});
-        }
-        cb->on_epoch_end(
-            tc, epoch,
-            {{"loss", 0.9}, {"accuracy", 0.5}, {"val_loss", 1.0}, {"val_accuracy", 0.5}});
-      }
-      cb->on_train_end(tc, {{"loss", 0.9}});
+    case ktf::Kind::Callback:
+      check_callback(spec, ctx);
       break;
-    }
     case ktf::Kind::TrainLoop: {
       auto loop = std::static_pointer_cast<ktf::TrainLoop>(build_example(spec, ctx));
       auto tc = make_train_context(ctx);
@@ -322,21 +528,9 @@ void check_component(const ktf::ComponentDef* def) {
       EXPECT_TRUE(ktf::find_log(logs, "loss").has_value()) << "final logs have no 'loss'";
       break;
     }
-    case ktf::Kind::TrainStep: {
-      auto step = std::static_pointer_cast<ktf::TrainStep>(build_example(spec, ctx));
-      auto tc = make_train_context(ctx);
-      tc.train_data->start_epoch(0);
-      for (int i = 0; i < 2; ++i) {
-        auto batch = tc.train_data->next();
-        auto result = step->step(tc, *batch);
-        ASSERT_TRUE(result.loss.defined() && result.loss.numel() == 1)
-            << "a train step must return a scalar loss";
-        EXPECT_TRUE(std::isfinite(result.loss.item<double>()));
-        for (const auto& [name, value] : result.values)
-          EXPECT_TRUE(value.defined() && value.numel() == 1) << "value '" << name << "'";
-      }
+    case ktf::Kind::TrainStep:
+      check_train_step(spec, ctx);
       break;
-    }
   }
 }
 

@@ -44,6 +44,23 @@ TEST(Config, InheritsOmittedKeysAndFillsDefaults) {
   EXPECT_EQ(c1.at("metrics"), Json::array());
 }
 
+TEST(Config, AnOmittedKeyIsInheritedNotReset) {
+  // Cycle 1 changes the train loop and the optimizer from their defaults; cycle 2 omits both and
+  // must train with cycle 1's values, not the defaults again.
+  auto r = ktf::test::make_test_registry();
+  Json cfg = Json::parse(kTwoCycles);
+  cfg.as_array()[0].set("train_loop",
+                        Json::parse(R"({"ktf.train.KerasTrainLoop": {"num_epochs": 3}})"));
+  cfg.as_array()[0].set("optimizer",
+                        Json::parse(R"({"ktf.optimizers.Adam": {"learning_rate": 0.5}})"));
+  cfg.as_array()[1] = Json::parse(R"({"loss": {"test.Loss": {}}})");
+  Json cycles = ktf::resolve_config(cfg, r);
+  const Json& c2 = cycles.as_array()[1];
+  EXPECT_EQ(c2.at("train_loop").at("ktf.train.KerasTrainLoop").at("num_epochs").as_int(), 3);
+  EXPECT_DOUBLE_EQ(c2.at("optimizer").at("ktf.optimizers.Adam").at("learning_rate").as_number(),
+                   0.5);
+}
+
 TEST(Config, NestedTypoNamesFullPathAndSuggests) {
   auto r = ktf::test::make_test_registry();
   Json cfg = Json::parse(kTwoCycles);

@@ -15,7 +15,9 @@ TEST(TFRecord, Crc32cKnownValue) {
 
 void round_trip(bool gzip) {
   std::string path = ktf::test::scratch_dir(gzip ? "tfr_gz" : "tfr_plain") + "/r.tfrecord";
-  std::vector<std::string> records{"", "a", std::string(100000, 'x'), "last\0record"};
+  using namespace std::string_literals;  // "...\0..."s keeps the bytes after the NUL
+  std::vector<std::string> records{"", "a", std::string(100000, 'x'), "last\0record"s};
+  ASSERT_EQ(records.back().size(), 11u);
   {
     ktf::TFRecordWriter w(path, gzip);
     for (const auto& r : records) w.write(r);

@@ -145,6 +145,23 @@ TEST(EngineDryRun, RunsTheConfiguredTrainStepAndCallbacksOnOneBatch) {
   EXPECT_FALSE(fs::exists(out + "/weights/cycle-1.pt"));
 }
 
+TEST(EngineEvaluate, ReportsTheMetricsTheRunEndedWith) {
+  // --evaluate rebuilds the last cycle through the same builder, loads its weights and scores the
+  // same validation split in order: the figures equal the run's last validation.
+  std::string out = ktf::test::scratch_dir("engine_evaluate_run");
+  auto r = host("-c " + write_config("evaluate", kTwoCycles) + " -o " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream metrics(out + "/metrics.jsonl");
+  Json last;
+  for (std::string line; std::getline(metrics, line);) last = Json::parse(line);
+  auto e = host("--evaluate " + out + " --quiet");
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  Json eval = Json::parse_file(out + "/evaluation-cycle-2.json");
+  EXPECT_EQ(eval.at("examples").as_int(), 32);
+  EXPECT_NEAR(eval.at("accuracy").as_number(), last.at("val_accuracy").as_number(), 1e-12);
+  EXPECT_NEAR(eval.at("loss").as_number(), last.at("val_loss").as_number(), 1e-6);
+}
+
 TEST(EngineLogs, IntegersStayIntegersInMetricsJsonl) {
   std::string out = ktf::test::scratch_dir("engine_ints_run");
   auto r = host("-c " + write_config("ints", kTwoCycles) + " -o " + out);

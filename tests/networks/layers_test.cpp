@@ -172,6 +172,28 @@ TEST(Layers, MaxPoolKernelTiesNaNAndSecondOrder) {
   EXPECT_TRUE(torch::allclose(z.grad(), z_ref.grad()));
 }
 
+TEST(Layers, MaxPoolKernelVectorPathTiesAndNaNMatchLibtorch) {
+  // 8 output columns per row: the 2x2 windows go through the 4-at-a-time vector path. Every
+  // window position holds a tie or a NaN somewhere: values and gradients equal libtorch's.
+  auto net = make_network(R"({"ktf.layers.MaxPool2d": {"kernel_size": 2}})", {3, 4, 16});
+  auto x = torch::randint(0, 3, {2, 3, 4, 16}).to(torch::kFloat);  // many ties
+  x.index_put_({0, 0, 0, torch::indexing::Slice(0, 16, 3)}, NAN);  // NaN in every position
+  x.index_put_({1, 2, 3, torch::indexing::Slice(1, 16, 5)}, NAN);
+  x.index_put_({1, 1}, 7.0f);  // whole windows of equal values
+  x.requires_grad_();
+  auto x_ref = x.detach().clone().requires_grad_();
+  auto y = net->forward(x);
+  auto y_ref = torch::max_pool2d(x_ref, 2, 2);
+  ASSERT_EQ(y.sizes(), y_ref.sizes());
+  EXPECT_TRUE(torch::equal(y.isnan(), y_ref.isnan()));
+  EXPECT_TRUE(torch::equal(y.nan_to_num(-1), y_ref.nan_to_num(-1)));
+  EXPECT_GT(y.isnan().sum().item<int64_t>(), 4);
+  auto g = torch::rand(y.sizes()) + 0.5;
+  y.backward(g);
+  y_ref.backward(g);
+  EXPECT_TRUE(torch::equal(x.grad(), x_ref.grad()));
+}
+
 TEST(Layers, BatchNormMatchesLibtorchAndKerasMomentum) {
   torch::manual_seed(1);
   auto x = torch::randn({8, 3, 4, 4}) * 2 + 1;
