@@ -436,6 +436,21 @@ TEST(IdxErrors, MissingFilesBadMagicCountsTruncationCorruptGzip) {
               build_with(dir + "/magic", good_lab);
             }).find("IDX file '" + dir + "/magic': bad magic number 0x00004203"),
             std::string::npos);
+  // A valid type byte does not make a magic number: the first two bytes must be zero, and the
+  // dimension count 1..8.
+  for (auto [at, value, text] : {std::tuple<int, char, const char*>{0, 0x12, "0x12000803"},
+                                 {1, 0x01, "0x00010803"},
+                                 {3, 0x00, "0x00000800"},
+                                 {3, 0x09, "0x00000809"}}) {
+    std::string wrong = images;
+    wrong[at] = value;
+    spit(dir + "/magic2", wrong);
+    EXPECT_NE(error_of([&] {
+                build_with(dir + "/magic2", good_lab);
+              }).find(std::string("bad magic number ") + text),
+              std::string::npos)
+        << text;
+  }
   std::string fewer = labels;
   fewer[6] = static_cast<char>(0x27);  // 9999 = 0x270f labels declared
   fewer[7] = static_cast<char>(0x0f);

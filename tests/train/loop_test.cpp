@@ -1,6 +1,8 @@
 // KerasTrainLoop / CustomTrainLoop: convergence, logs, freezing, stopping.
 #include <ktf/components.h>
 
+#include <cmath>
+
 #include "train_fixtures.h"
 
 namespace ktf::test {
@@ -396,6 +398,79 @@ TEST(Protocol, AnErrorInsideAComponentNamesIt) {
     EXPECT_EQ(e.path(), std::vector<std::string>{"test.losses.Failing"});
     EXPECT_NE(e.message().find("out of"), std::string::npos) << e.message();
   }
+}
+
+TEST(Protocol, EveryOptimizerStepAdvancesThePerStepSchedule) {
+  Harness h("schedule_steps");
+  auto loop =
+      h.loop(Json::parse(R"({"ktf.train.KerasTrainLoop": {"num_epochs": 1, "verbose": 0}})"));
+  h.builder.optimizer = h.ctx.optimizer;
+  h.ctx.lr_schedule = build<LrSchedule>(
+      Json::parse(R"({"ktf.optimizers.schedules.ExponentialDecay": {"decay_steps": 1,
+          "decay_rate": 0.5}})"),
+      &h.builder);
+  loop->run(h.ctx);
+  EXPECT_EQ(h.ctx.global_step, 8);
+  EXPECT_DOUBLE_EQ(h.ctx.optimizer->param_groups()[0].options().get_lr(), 0.1 * std::pow(0.5, 8));
+}
+
+/// Keeps a copy of the model's first parameter's gradient at every on_after_backward.
+struct GradientCopy : Callback {
+  std::vector<torch::Tensor> grads;
+  void on_after_backward(TrainContext& ctx, int64_t) override {
+    grads.push_back(ctx.model->parameters()[0].grad().clone());
+  }
+};
+
+TEST(Protocol, EachStepSeesOnlyItsOwnGradientsWithAnOptimizersOwnStorage) {
+  // The flat Adam keeps gradients in its own buffer, which the step does not release: the
+  // service must clear it before the next backward, or step 2 would see step 1's gradient too.
+  plugins();
+  torch::manual_seed(5);
+  struct Line : Network {
+    Line()
+        : fc(register_module("fc", torch::nn::Linear(torch::nn::LinearOptions(3, 1).bias(false)))) {
+    }
+    torch::Tensor forward(torch::Tensor x) override { return fc(x); }
+    torch::nn::Linear fc;
+  };
+  auto model = std::make_shared<Line>();
+  BuildContext builder(plugins());
+  builder.parameters = model->parameters();
+  TrainContext ctx;
+  ctx.model = model;
+  ctx.optimizer = build<Optimizer>(
+      Json::parse(R"({"ktf.optimizers.Adam": {"learning_rate": 0.1, "fused": true}})"), &builder);
+  ASSERT_TRUE(dynamic_cast<FlatGradients*>(ctx.optimizer.get()));
+  auto probe = std::make_shared<GradientCopy>();
+  ctx.callbacks = {probe};
+  auto x = torch::randn({3, 8, 3}), y = torch::randn({3, 8, 1});
+  for (int64_t i = 0; i < 3; ++i) {
+    // The gradient of this loss alone, at the current weights.
+    auto w = model->fc->weight.detach().clone().requires_grad_();
+    auto expected = torch::autograd::grad({(x[i].mm(w.t()) - y[i]).pow(2).mean()}, {w})[0];
+    ctx.backward_and_step((ctx.forward(x[i]) - y[i]).pow(2).mean());
+    ASSERT_EQ(probe->grads.size(), static_cast<size_t>(i + 1));
+    EXPECT_TRUE(torch::allclose(probe->grads.back(), expected, 1e-6, 1e-7)) << "step " << i;
+  }
+}
+
+/// Reports a loss of 2 for every batch.
+struct ConstantLossStep : TrainStep {
+  StepResult step(TrainContext& ctx, Batch& batch) override {
+    ctx.backward_and_step(ctx.loss->compute(ctx.forward(batch.input), batch.target));
+    return StepResult(torch::tensor(2.0));
+  }
+};
+
+TEST(Protocol, TheEpochLossIsTheMeanOverExamples) {
+  register_once<TrainStep>("test.train.ConstantLossStep",
+                           [] { return std::make_shared<ConstantLossStep>(); });
+  Harness h("constant_loss");
+  auto loop = h.loop(Json::parse(R"({"ktf.train.CustomTrainLoop": {
+      "num_epochs": 1, "verbose": 0, "train_step": {"test.train.ConstantLossStep": {}}}})"));
+  Logs logs = loop->run(h.ctx);
+  EXPECT_DOUBLE_EQ(log_value(logs, "loss"), 2.0);
 }
 
 }  // namespace
