@@ -187,6 +187,56 @@ struct Quadratic {
   }
 };
 
+/// The libtorch optimizer a component claims to be (by a torch.optim.* alias), built from the
+/// component's resolved arguments, or nullptr when it names none.
+std::shared_ptr<ktf::Optimizer> torch_reference(const ktf::Spec& spec, const ktf::Json& args,
+                                                std::vector<torch::Tensor> params) {
+  auto num = [&](const char* key, double fallback) {
+    const ktf::Json* v = args.find(key);
+    return v && v->is_number() ? v->as_number() : fallback;
+  };
+  auto flag = [&](const char* key) {
+    const ktf::Json* v = args.find(key);
+    return v && v->is_bool() && v->as_bool();
+  };
+  const double lr = num("learning_rate", 0.01);
+  for (const auto& alias : spec.aliases) {
+    namespace o = torch::optim;
+    if (alias == "torch.optim.SGD")
+      return std::make_shared<o::SGD>(params, o::SGDOptions(lr)
+                                                  .momentum(num("momentum", 0))
+                                                  .dampening(num("dampening", 0))
+                                                  .weight_decay(num("weight_decay", 0))
+                                                  .nesterov(flag("nesterov")));
+    if (alias == "torch.optim.Adam")
+      return std::make_shared<o::Adam>(params,
+                                       o::AdamOptions(lr)
+                                           .betas({num("beta_1", 0.9), num("beta_2", 0.999)})
+                                           .eps(num("epsilon", 1e-8))
+                                           .weight_decay(num("weight_decay", 0))
+                                           .amsgrad(flag("amsgrad")));
+    if (alias == "torch.optim.AdamW")
+      return std::make_shared<o::AdamW>(params,
+                                        o::AdamWOptions(lr)
+                                            .betas({num("beta_1", 0.9), num("beta_2", 0.999)})
+                                            .eps(num("epsilon", 1e-8))
+                                            .weight_decay(num("weight_decay", 0.01))
+                                            .amsgrad(flag("amsgrad")));
+    if (alias == "torch.optim.RMSprop")
+      return std::make_shared<o::RMSprop>(params, o::RMSpropOptions(lr)
+                                                      .alpha(num("rho", 0.99))
+                                                      .eps(num("epsilon", 1e-8))
+                                                      .momentum(num("momentum", 0))
+                                                      .centered(flag("centered")));
+    if (alias == "torch.optim.Adagrad")
+      return std::make_shared<o::Adagrad>(
+          params, o::AdagradOptions(lr)
+                      .initial_accumulator_value(num("initial_accumulator_value", 0))
+                      .eps(num("epsilon", 1e-10)));
+  }
+  return nullptr;
+}
+
 void check_optimizer(const ktf::Spec& spec, ktf::BuildContext& ctx) {
   // Steps on a convex quadratic lower it: an optimizer that ascends, or does nothing, fails.
   Quadratic q;
@@ -211,6 +261,23 @@ void check_optimizer(const ktf::Spec& spec, ktf::BuildContext& ctx) {
   EXPECT_EQ(first_step(0.0), 0.0) << "with learning rate 0 a step changed the parameters";
   EXPECT_GT(first_step(2.0), first_step(1.0) * 1.2)
       << "doubling the learning rate did not make the first step larger";
+  // An optimizer that claims a libtorch name (a torch.optim.* alias) takes the same first steps.
+  ktf::Json resolved = ktf::resolve_component(ktf::Json::object({{spec.name, spec.example}}),
+                                              spec.kind, g_registry, {});
+  Quadratic ours, theirs;
+  ktf::BuildContext c = ctx;
+  c.parameters = {ours.w};
+  auto mine = std::static_pointer_cast<ktf::Optimizer>(build_example(spec, c));
+  auto reference = torch_reference(spec, resolved.at(spec.name), {theirs.w});
+  if (reference) {
+    for (int i = 0; i < 3; ++i) {
+      ours.step(*mine);
+      theirs.step(*reference);
+      EXPECT_TRUE(torch::allclose(ours.w, theirs.w, 1e-5, 1e-7))
+          << "step " << i + 1 << " differs from the libtorch optimizer its alias names: " << ours.w
+          << " against " << theirs.w;
+    }
+  }
 }
 
 void check_loss(const ktf::Spec& spec, ktf::BuildContext& ctx) {
@@ -302,6 +369,22 @@ void check_metric(const ktf::Spec& spec, ktf::BuildContext& ctx) {
   const double random = metric->compute();
   EXPECT_TRUE(std::isfinite(best) && std::isfinite(random));
   EXPECT_NE(best, random) << "a perfect and a random prediction give the same value " << best;
+  // A half-right prediction scores between the two: the perfect one is the best value, in
+  // whichever direction the metric improves.
+  torch::Tensor half = perfect.clone();
+  if (spec.example_target.empty()) {
+    auto wrong = (target.to(torch::kLong) + 1) % out.size(1);
+    half.slice(0, 0, 16) =
+        20 * torch::one_hot(wrong.slice(0, 0, 16), out.size(1)).to(torch::kFloat);
+  } else {
+    half = target + 0.1 * (out - target);  // a tenth of the random prediction's error
+  }
+  metric->reset();
+  metric->update(half, target);
+  const double middle = metric->compute();
+  EXPECT_TRUE((best >= middle && middle >= random) || (best <= middle && middle <= random))
+      << "perfect " << best << ", half right " << middle << ", random " << random
+      << ": the perfect prediction is not the best value";
   // reset() forgets: after it, the value is that of a fresh metric on the same batches.
   metric->reset();
   metric->update(out, target);
