@@ -100,6 +100,11 @@ bool json_matches(ParamType type, const Json& v) {
   return false;
 }
 
+bool is_numeric(ParamType t) {
+  return t == ParamType::Int || t == ParamType::Float || t == ParamType::IntList ||
+         t == ParamType::FloatList || t == ParamType::Size2;
+}
+
 std::string Param::type_name() const {
   std::string out;
   if (type == ParamType::Union) {
@@ -115,11 +120,6 @@ namespace {
 std::string number_text(double v) {
   Json j = v == std::floor(v) && std::fabs(v) < 1e15 ? Json(static_cast<int64_t>(v)) : Json(v);
   return j.dump();
-}
-
-bool numeric(ParamType t) {
-  return t == ParamType::Int || t == ParamType::Float || t == ParamType::IntList ||
-         t == ParamType::FloatList || t == ParamType::Size2;
 }
 
 std::string sizes_text(const std::vector<int64_t>& sizes) {
@@ -178,7 +178,7 @@ std::string Param::check(const Json& v) const {
     }
     return "";
   };
-  if (v.is_number() && numeric(type)) return check_number(v.as_number());
+  if (v.is_number() && is_numeric(type)) return check_number(v.as_number());
   if (v.is_string() && (type == ParamType::String || type == ParamType::StringList))
     return check_string(v.as_string());
   if (v.is_array()) {
@@ -191,9 +191,9 @@ std::string Param::check(const Json& v) const {
       return "must be an integer or [h, w], got a list of " + std::to_string(v.size());
     size_t i = 0;
     for (const auto& x : v.as_array()) {
-      std::string why = x.is_number() && numeric(type) ? check_number(x.as_number())
-                        : x.is_string()                ? check_string(x.as_string())
-                                                       : std::string();
+      std::string why = x.is_number() && is_numeric(type) ? check_number(x.as_number())
+                        : x.is_string()                   ? check_string(x.as_string())
+                                                          : std::string();
       if (!why.empty()) return "[" + std::to_string(i) + "] " + why;
       ++i;
     }

@@ -200,6 +200,13 @@ std::shared_ptr<ktf::Optimizer> torch_reference(const ktf::Spec& spec, const ktf
     return v && v->is_bool() && v->as_bool();
   };
   const double lr = num("learning_rate", 0.01);
+  // Adam and AdamW take the same arguments; torch's default weight decay differs.
+  auto adam_options = [&](auto options, double default_decay) {
+    return options.betas({num("beta_1", 0.9), num("beta_2", 0.999)})
+        .eps(num("epsilon", 1e-8))
+        .weight_decay(num("weight_decay", default_decay))
+        .amsgrad(flag("amsgrad"));
+  };
   for (const auto& alias : spec.aliases) {
     namespace o = torch::optim;
     if (alias == "torch.optim.SGD")
@@ -209,19 +216,9 @@ std::shared_ptr<ktf::Optimizer> torch_reference(const ktf::Spec& spec, const ktf
                                                   .weight_decay(num("weight_decay", 0))
                                                   .nesterov(flag("nesterov")));
     if (alias == "torch.optim.Adam")
-      return std::make_shared<o::Adam>(params,
-                                       o::AdamOptions(lr)
-                                           .betas({num("beta_1", 0.9), num("beta_2", 0.999)})
-                                           .eps(num("epsilon", 1e-8))
-                                           .weight_decay(num("weight_decay", 0))
-                                           .amsgrad(flag("amsgrad")));
+      return std::make_shared<o::Adam>(params, adam_options(o::AdamOptions(lr), 0.0));
     if (alias == "torch.optim.AdamW")
-      return std::make_shared<o::AdamW>(params,
-                                        o::AdamWOptions(lr)
-                                            .betas({num("beta_1", 0.9), num("beta_2", 0.999)})
-                                            .eps(num("epsilon", 1e-8))
-                                            .weight_decay(num("weight_decay", 0.01))
-                                            .amsgrad(flag("amsgrad")));
+      return std::make_shared<o::AdamW>(params, adam_options(o::AdamWOptions(lr), 0.01));
     if (alias == "torch.optim.RMSprop")
       return std::make_shared<o::RMSprop>(params, o::RMSpropOptions(lr)
                                                       .alpha(num("rho", 0.99))

@@ -328,26 +328,27 @@ Json resolve_config(const Json& config, const Registry& registry) {
                     cpath);
       }
     }
-    // Keys no cycle has given yet, or that this cycle cleared with null, take their defaults:
-    // the component a plugin declares (optimizer, train loop), no metrics, no schedule.
-    auto use_default = [&](const std::string& key, const Json& fallback) {
+    // A key no cycle has given yet, or that this cycle cleared with null, takes the default a
+    // plugin declares for it; without one, there are no metrics and no schedule, and a missing
+    // optimizer or train loop is an error.
+    auto take_default = [&](const std::string& key) {
       const Json* v = merged.find(key);
-      if (v && !v->is_null()) return;
-      if (const CycleDefault* d = registry.find_cycle_default(key)) {
-        merged.set(key,
-                   resolve_component(d->component, kind_of(key), registry, extend(cpath, key)));
-      } else if (fallback.is_string()) {
-        throw Error("no '" + key + "' given, and no loaded plugin declares a default for it (" +
-                        fallback.as_string() + ")",
-                    cpath);
-      } else {
-        merged.set(key, fallback);
-      }
+      if (v && !v->is_null()) return true;
+      const CycleDefault* d = registry.find_cycle_default(key);
+      if (!d) return false;
+      merged.set(key, resolve_component(d->component, kind_of(key), registry, extend(cpath, key)));
+      return true;
     };
-    use_default("optimizer", Json("load the plugin that provides optimizers, or give one"));
-    use_default("train_loop", Json("load the plugin that provides train loops, or give one"));
-    use_default("metrics", Json::array());
-    use_default("lr_schedule", Json());
+    for (const std::string key : {"optimizer", "train_loop"}) {
+      if (take_default(key)) continue;
+      std::string kinds = kind_name(kind_of(key));
+      std::replace(kinds.begin(), kinds.end(), '_', ' ');
+      throw Error("no '" + key + "' given, and no loaded plugin declares a default for it (load " +
+                      "the plugin that provides " + kinds + "s, or give one)",
+                  cpath);
+    }
+    if (!take_default("metrics")) merged.set("metrics", Json::array());
+    if (!take_default("lr_schedule")) merged.set("lr_schedule", Json());
     // Order keys as documented, plugin keys last.
     Json ordered = Json::object();
     for (const auto& k : keys)

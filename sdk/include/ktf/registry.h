@@ -440,10 +440,6 @@ class Definition {
       throw Error("'" + spec_.name + "' parameter '" + p.name + "': " + what +
                   " does not apply to a parameter of type " + p.type_name());
   }
-  static bool numeric(ParamType t) {
-    return t == ParamType::Int || t == ParamType::Float || t == ParamType::IntList ||
-           t == ParamType::FloatList || t == ParamType::Size2;
-  }
   static bool textual(ParamType t) { return t == ParamType::String || t == ParamType::StringList; }
   static bool sized(ParamType t) {
     return t == ParamType::String || t == ParamType::IntList || t == ParamType::FloatList ||
@@ -451,7 +447,7 @@ class Definition {
   }
   static bool listy(ParamType t) { return sized(t) && t != ParamType::String; }
   Definition& bound(bool lower, double v, bool exclusive) {
-    require(numeric, "a numeric bound");
+    require(is_numeric, "a numeric bound");
     Param& p = last();
     (lower ? p.minimum : p.maximum) = v;
     (lower ? p.exclusive_minimum : p.exclusive_maximum) = exclusive;

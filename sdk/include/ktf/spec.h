@@ -88,6 +88,9 @@ struct Param {
   std::string check(const Json& value) const;
 };
 
+/// True for the types numeric bounds apply to: numbers, lists of numbers and [h, w] pairs.
+bool is_numeric(ParamType type);
+
 /// True when `value` has the JSON shape of `type` (the first step of validating it).
 bool json_matches(ParamType type, const Json& value);
 
