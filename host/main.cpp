@@ -24,6 +24,7 @@ namespace {
 
 const char* kUsage =
     "usage: ktf-host --plugins DIR_OR_FILE... -c CONFIG [--set PTR=JSON]... [options]\n"
+    "       ktf-host --plugins DIR... --resume RUN_DIR | -c CONFIG --resume auto -o DIR\n"
     "       ktf-host --plugins DIR... --list [KIND] | --describe NAME | --schema | --version\n";
 
 void print_list(const ktf::Registry& registry, const std::string& kind_arg) {
@@ -136,6 +137,11 @@ int run(int argc, char** argv) {
       "seed", po::value(&seed), "random seed (default 0)")(
       "output-dir,o", po::value(&output_dir), "run directory (default runs/<config>-<time>)")(
       "dry-run", "build every cycle, run one batch forward and backward, print shapes, exit")(
+      "resume", po::value<std::string>(),
+      "RUN_DIR: continue that run from its newest complete checkpoint (its stored config unless "
+      "-c is given); auto: resume --output-dir when it holds one, else start fresh there")(
+      "allow-config-change",
+      "with --resume: continue although the config, --seed or the plugins differ from the run's")(
       "quiet,q", "print only errors")("list", po::value(&list_kind)->implicit_value(""),
                                       "list registered components [of KIND]")(
       "describe", po::value(&describe_name), "describe a component's parameters")(
@@ -247,13 +253,27 @@ int run(int argc, char** argv) {
   options.quiet = vm.count("quiet") > 0;
   options.overrides = overrides;
   options.plugins = loader.to_json();
+  if (vm.count("resume")) options.resume = vm["resume"].as<std::string>();
+  options.allow_config_change = vm.count("allow-config-change") > 0;
+  if (options.allow_config_change && options.resume.empty()) {
+    std::cerr << "ktf-host: --allow-config-change needs --resume\n" << kUsage;
+    return ktf::kExitConfig;
+  }
+  if (!options.resume.empty() && options.dry_run) {
+    std::cerr << "ktf-host: --dry-run and --resume cannot be combined\n" << kUsage;
+    return ktf::kExitConfig;
+  }
 
-  if (config_path.empty()) {
+  const bool resume_dir = !options.resume.empty() && options.resume != "auto";
+  if (config_path.empty() && !resume_dir) {
     std::cerr << "ktf-host: no config given (-c CONFIG)\n" << kUsage;
     return ktf::kExitConfig;
   }
-  options.config_name = std::filesystem::path(config_path).stem().string();
-  ktf::Json config = ktf::Json::parse_file(config_path);
+  ktf::Json config;
+  if (!config_path.empty()) {
+    options.config_name = std::filesystem::path(config_path).stem().string();
+    config = ktf::Json::parse_file(config_path);
+  }
   ktf::Environment(options, registry).run(std::move(config));
   return 0;
 }

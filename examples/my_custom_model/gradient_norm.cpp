@@ -1,6 +1,8 @@
 // my.callbacks.GradientNorm: the global L2 norm of the gradients at every optimizer step, read in
 // on_after_backward (where the SDK guarantees them intact, whatever the optimizer), averaged over
 // each epoch and written to metrics.jsonl as {"phase": "grad_norm", "grad_norm": ..., "max": ...}.
+// Its running sums are checkpoint state (save_state / load_state), so a run resumed mid-epoch
+// reports the same epoch means as one never stopped.
 #include <ktf/components.h>
 #include <ktf/registry.h>
 #include <ktf/train.h>
@@ -36,6 +38,17 @@ class GradientNorm : public ktf::Callback {
     sum_ = sum_.defined() ? sum_ + norm : norm;
     max_ = max_.defined() ? torch::maximum(max_, norm) : norm;
     ++steps_;
+  }
+
+  void save_state(ktf::State& state) override {
+    state.set_tensor("sum", sum_);
+    state.set_tensor("max", max_);
+    state.set("steps", steps_);
+  }
+  void load_state(const ktf::State& state) override {
+    sum_ = state.tensor("sum");
+    max_ = state.tensor("max");
+    steps_ = state.at("steps").as_int();
   }
 
   void on_epoch_end(ktf::TrainContext& ctx, int64_t epoch, const ktf::Logs&) override {

@@ -57,23 +57,26 @@ class Schedule : public LrSchedule {
     for (auto& group : optimizer_->param_groups()) base_lrs_.push_back(group.options().get_lr());
   }
 
-  Json state() const override {
-    Json::Array lrs;
-    for (double lr : base_lrs_) lrs.emplace_back(lr);
-    Json out = Json::object();
-    out.set("base_lrs", Json(std::move(lrs)));
-    out.set("extra", extra_state());
-    return out;
+  /// The base learning rates and the ones the optimizer has now (a schedule may have lowered
+  /// them), and what a derived schedule adds (save_extra).
+  void save_state(State& state) override {
+    Json::Array base, now;
+    for (double lr : base_lrs_) base.emplace_back(lr);
+    for (auto& group : optimizer_->param_groups()) now.emplace_back(group.options().get_lr());
+    state.set("base_lrs", Json(std::move(base)));
+    state.set("lrs", Json(std::move(now)));
+    save_extra(state.child("extra"));
   }
-  void restore_state(const Json& state) override {
-    if (!state.is_object()) return;
-    if (const Json* lrs = state.find("base_lrs")) {
-      const auto& a = lrs->as_array();
-      KTF_CHECK(a.size() == base_lrs_.size(), "schedule state has ", a.size(),
-                " parameter groups, the optimizer ", base_lrs_.size());
-      for (size_t i = 0; i < a.size(); ++i) base_lrs_[i] = a[i].as_number();
-    }
-    if (const Json* extra = state.find("extra")) restore_extra_state(*extra);
+  void load_state(const State& state) override {
+    const auto& base = state.at("base_lrs").as_array();
+    const auto& now = state.at("lrs").as_array();
+    auto& groups = optimizer_->param_groups();
+    KTF_CHECK(base.size() == base_lrs_.size() && now.size() == groups.size(),
+              "the schedule's saved state has ", base.size(), " parameter groups, the optimizer ",
+              groups.size());
+    for (size_t i = 0; i < base.size(); ++i) base_lrs_[i] = base[i].as_number();
+    for (size_t i = 0; i < now.size(); ++i) groups[i].options().set_lr(now[i].as_number());
+    load_extra(state.child("extra"));
   }
 
  protected:
@@ -88,8 +91,8 @@ class Schedule : public LrSchedule {
     auto& groups = optimizer_->param_groups();
     for (size_t i = 0; i < groups.size(); ++i) groups[i].options().set_lr(f(base_lrs_[i]));
   }
-  virtual Json extra_state() const { return Json(); }
-  virtual void restore_extra_state(const Json& /*state*/) {}
+  virtual void save_extra(State& /*state*/) const {}
+  virtual void load_extra(const State& /*state*/) {}
 
   std::shared_ptr<Optimizer> optimizer_;
   std::vector<double> base_lrs_;

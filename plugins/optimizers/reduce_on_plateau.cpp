@@ -66,16 +66,13 @@ class ReduceOnPlateau : public Schedule {
   }
 
  private:
-  Json extra_state() const override {
-    Json out = Json::object();
-    out.set("best", best_);
-    out.set("wait", wait_);
-    out.set("cooldown_left", cooldown_left_);
-    return out;
+  void save_extra(State& s) const override {
+    s.set_number("best", best_);
+    s.set("wait", wait_);
+    s.set("cooldown_left", cooldown_left_);
   }
-  void restore_extra_state(const Json& s) override {
-    if (!s.is_object()) return;
-    best_ = s.at("best").as_number();
+  void load_extra(const State& s) override {
+    best_ = s.number("best");
     wait_ = s.at("wait").as_int();
     cooldown_left_ = s.at("cooldown_left").as_int();
   }

@@ -39,6 +39,14 @@ class HitCounter : public Metric {
     if (total_ == 0) return 0.0;
     return hits_.item<double>() / static_cast<double>(total_);
   }
+  void save_state(State& s) override {
+    s.set_tensor("hits", hits_);
+    s.set("total", total_);
+  }
+  void load_state(const State& s) override {
+    hits_ = s.tensor("hits");
+    total_ = s.at("total").as_int();
+  }
 
  protected:
   void add(const torch::Tensor& hits, int64_t n) {

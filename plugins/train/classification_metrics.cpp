@@ -50,6 +50,8 @@ class ConfusionCounter {
     return counts_.slice(0, 0, c_ * c_).view({c_, c_}).cpu();
   }
   int64_t num_classes() const { return c_; }
+  void save_state(State& s) const { s.set_tensor("counts", counts_); }
+  void load_state(const State& s) { counts_ = s.tensor("counts"); }
 
  private:
   int64_t c_;
@@ -64,6 +66,8 @@ class MacroMetric : public Metric {
       : name_(std::move(name)), counter_(num_classes), what_(what) {}
   std::string name() const override { return name_; }
   void reset() override { counter_.reset(); }
+  void save_state(State& s) override { counter_.save_state(s); }
+  void load_state(const State& s) override { counter_.load_state(s); }
   void update(const torch::Tensor& output, const torch::Tensor& target) override {
     counter_.update(label(), output, target);
   }
@@ -94,6 +98,8 @@ class ConfusionMatrix : public Metric {
       : name_(std::move(name)), counter_(num_classes), filename_(std::move(filename)) {}
   std::string name() const override { return name_; }
   void reset() override { counter_.reset(); }
+  void save_state(State& s) override { counter_.save_state(s); }
+  void load_state(const State& s) override { counter_.load_state(s); }
   void update(const torch::Tensor& output, const torch::Tensor& target) override {
     counter_.update("ConfusionMatrix", output, target);
   }

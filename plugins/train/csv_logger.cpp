@@ -4,7 +4,7 @@
 #include <ktf/registry.h>
 
 #include <algorithm>
-#include <fstream>
+#include <sstream>
 
 #include "train.h"
 
@@ -29,14 +29,14 @@ class CSVLogger : public Callback {
     if (path_.has_parent_path()) std::filesystem::create_directories(path_.parent_path());
     std::error_code ec;
     header_written_ = o_.append && std::filesystem::file_size(path_, ec) > 0 && !ec;
-    out_.open(path_, o_.append ? std::ios::app : std::ios::trunc);
-    if (!out_) throw Error("CSVLogger: cannot write '" + path_.string() + "'", {}, kExitRuntime);
+    out_.open(path_, /*fresh=*/!o_.append && !ctx.resuming);
     keys_.clear();
     with_validation_ = ctx.valid_data != nullptr;
   }
 
   void on_epoch_end(TrainContext&, int64_t epoch, const Logs& logs) override {
     if (!out_.is_open()) return;
+    std::ostringstream row;
     if (keys_.empty()) {
       // Validation may be skipped on this epoch (valid_freq > 1): reserve its columns anyway.
       for (const auto& [k, v] : logs) {
@@ -46,18 +46,35 @@ class CSVLogger : public Callback {
       std::sort(keys_.begin(), keys_.end());
       keys_.erase(std::unique(keys_.begin(), keys_.end()), keys_.end());
       if (!header_written_) {
-        out_ << "epoch";
-        for (const auto& k : keys_) out_ << o_.separator << k;
-        out_ << "\n";
+        row << "epoch";
+        for (const auto& k : keys_) row << o_.separator << k;
+        row << "\n";
+        header_written_ = true;
       }
     }
-    out_ << epoch;
+    row << epoch;
     for (const auto& k : keys_) {
       auto v = find_log(logs, k);
-      out_ << o_.separator << (v ? format_double(*v) : "NA");
+      row << o_.separator << (v ? format_double(*v) : "NA");
     }
-    out_ << "\n";
+    row << "\n";
+    out_.write(row.str());
     out_.flush();
+  }
+
+  /// The file's length and the columns chosen (a resumed run writes the same columns).
+  void save_state(State& s) override {
+    out_.save_state(s.child("file"));
+    Json::Array keys;
+    for (const auto& k : keys_) keys.emplace_back(k);
+    s.set("keys", Json(std::move(keys)));
+    s.set("header_written", header_written_);
+  }
+  void load_state(const State& s) override {
+    out_.load_state(s.child("file"));
+    keys_.clear();
+    for (const auto& k : s.at("keys").as_array()) keys_.push_back(k.as_string());
+    header_written_ = s.at("header_written").as_bool();
   }
 
   void on_train_end(TrainContext&, const Logs&) override { out_.close(); }
@@ -65,7 +82,7 @@ class CSVLogger : public Callback {
  private:
   CSVLoggerOptions o_;
   std::filesystem::path path_;
-  std::ofstream out_;
+  RunLog out_;
   std::vector<std::string> keys_;
   bool header_written_ = false;
   bool with_validation_ = false;

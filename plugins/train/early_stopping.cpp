@@ -96,6 +96,32 @@ class EarlyStopping : public Callback {
     }
   }
 
+  void save_state(State& s) override {
+    s.set("wait", wait_);
+    s.set("stopped_epoch", stopped_epoch_);
+    s.set("best_epoch", best_epoch_);
+    s.set_number("best", best_);
+    s.set("warned", warned_);
+    Json::Array names;
+    State& weights = s.child("best_weights");
+    for (const auto& [name, value] : best_weights_) {
+      names.emplace_back(name);
+      weights.set_tensor(name, value);
+    }
+    s.set("best_weight_names", Json(std::move(names)));
+  }
+  void load_state(const State& s) override {
+    wait_ = s.at("wait").as_int();
+    stopped_epoch_ = s.at("stopped_epoch").as_int();
+    best_epoch_ = s.at("best_epoch").as_int();
+    best_ = s.number("best");
+    warned_ = s.at("warned").as_bool();
+    best_weights_.clear();
+    const State& weights = s.child("best_weights");
+    for (const auto& name : s.at("best_weight_names").as_array())
+      best_weights_.emplace_back(name.as_string(), weights.tensor(name.as_string()).clone());
+  }
+
   EarlyStoppingOptions o_;
   Monitor monitor_;
   int64_t wait_ = 0, stopped_epoch_ = -1, best_epoch_ = 0;

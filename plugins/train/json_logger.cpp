@@ -3,8 +3,6 @@
 #include <ktf/components.h>
 #include <ktf/registry.h>
 
-#include <fstream>
-
 #include "train.h"
 
 namespace ktf::train {
@@ -24,8 +22,7 @@ class JSONLogger : public Callback {
   void on_train_begin(TrainContext& ctx) override {
     auto path = resolve_run_path(ctx.run_dir, o_.filename);
     if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
-    out_.open(path, o_.append ? std::ios::app : std::ios::trunc);
-    if (!out_) throw Error("JSONLogger: cannot write '" + path.string() + "'", {}, kExitRuntime);
+    out_.open(path, /*fresh=*/!o_.append && !ctx.resuming);
   }
 
   void on_epoch_end(TrainContext& ctx, int64_t epoch, const Logs& logs) override {
@@ -33,15 +30,17 @@ class JSONLogger : public Callback {
     Json line =
         Json::object({{"cycle", static_cast<int64_t>(ctx.cycle + 1)}, {"epoch", epoch + 1}});
     for (const auto& [k, v] : logs) line.set(k, v.to_json());
-    out_ << line.dump() << "\n";
+    out_.write(line.dump() + "\n");
     out_.flush();
   }
 
   void on_train_end(TrainContext&, const Logs&) override { out_.close(); }
+  void save_state(State& s) override { out_.save_state(s); }
+  void load_state(const State& s) override { out_.load_state(s); }
 
  private:
   JSONLoggerOptions o_;
-  std::ofstream out_;
+  RunLog out_;
 };
 
 }  // namespace

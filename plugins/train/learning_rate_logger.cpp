@@ -24,6 +24,8 @@ class LearningRateLogger : public Callback {
   }
 
   void on_train_begin(TrainContext&) override { last_step_ = -1; }
+  void save_state(State& s) override { s.set("last_step", last_step_); }
+  void load_state(const State& s) override { last_step_ = s.at("last_step").as_int(); }
 
   void on_batch_end(TrainContext& ctx, int64_t, const Logs&) override {
     if (!per_step_ || ctx.global_step == last_step_ || ctx.global_step % every_ != 0) return;

@@ -136,19 +136,27 @@ void LoopRunner::add_metric_logs(TrainContext& ctx, int64_t epoch, const std::st
                               {"metric", m->name()},
                               {"value", m->report()}});
     out << line.dump() << "\n";
+    out.close();
+    if (!out) throw Error("cannot write '" + path.string() + "'", {}, kExitRuntime);
+    report_sizes_[path.string()] = 0;  // its length is taken at the next checkpoint
   }
 }
 
-void LoopRunner::train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs) {
+void LoopRunner::train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs, bool resume) {
   ctx.model->train();
   for (auto& bn : frozen_norms_) bn->eval();  // frozen BatchNorm keeps its statistics
-  for (auto& m : ctx.metrics) m->reset();
   auto& data = *ctx.train_data;
-  data.start_epoch(epoch);
-  Pass pass;
-  const auto started = std::chrono::steady_clock::now();
+  if (!resume) {  // a resumed epoch has its metrics, stream and sums from the checkpoint
+    for (auto& m : ctx.metrics) m->reset();
+    data.start_epoch(epoch);
+    pass_ = Pass();
+    seconds_before_ = 0;
+  }
+  phase_ = Phase::Train;
+  Pass& pass = pass_;
+  pass_started_ = std::chrono::steady_clock::now();
   const int64_t limit = options_.steps_per_epoch.value_or(-1);
-  while (limit < 0 || pass.batches < limit) {
+  while (!ctx.stop_training && (limit < 0 || pass.batches < limit)) {
     auto batch = data.next();
     if (!batch) break;
     batch->input = to_device(batch->input, ctx.device, ctx.input_format);
@@ -177,12 +185,16 @@ void LoopRunner::train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs) {
         for (auto& m : ctx.metrics) set_log(batch_logs, m->name(), m->compute());
     }
     for (auto& cb : callbacks_) cb->on_batch_end(ctx, index, batch_logs);
-    if (ctx.stop_training || TrainContext::interrupted()) break;
+    // Signals are acted on only here (and at the other safe points): a loop that also broke off
+    // on the flag could see a signal that arrived after the safe point and end an epoch early.
+    ctx.safe_point(SafePoint::Step);
   }
   ctx.finish_accumulation();
   if (pass.loss_sum.defined()) pass.loss_sum.item<double>();  // finish queued device work
-  last_timing_ = {std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
-                  pass.examples, pass.batches};
+  last_timing_ = {
+      seconds_before_ +
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_started_).count(),
+      pass.examples, pass.batches};
   KTF_CHECK_RUNTIME(pass.batches > 0, "the training data yielded no batch in epoch ", epoch + 1);
   logs = running_logs(pass);
   if (pass.have_outputs) add_metric_logs(ctx, epoch, "train", "", logs);
@@ -207,7 +219,7 @@ void LoopRunner::validate(TrainContext& ctx, int64_t epoch, Logs& logs) {
     pass.add_loss(loss, n);
     ++pass.batches;
     for (auto& m : ctx.metrics) m->update(output, target);
-    if (TrainContext::interrupted()) break;
+    ctx.safe_point(SafePoint::Validation);  // a signal checkpoints here; validation is redone
   }
   if (pass.batches == 0) return;
   set_log(logs, "val_loss", pass.loss_sum.item<double>() / static_cast<double>(pass.examples));
@@ -228,14 +240,29 @@ Logs LoopRunner::run(TrainContext& ctx) {
                  : std::min(*options_.steps_per_epoch, ctx.train_data->num_batches()))
           : ctx.train_data->num_batches();
   for (auto& cb : callbacks_) cb->on_train_begin(ctx);
-  Logs logs;
-  for (int64_t epoch = ctx.epoch; epoch < ctx.num_epochs; ++epoch) {
+  phase_ = Phase::Done;
+  epoch_ = -1;
+  resumed_ = false;
+  report_sizes_.clear();
+  ctx.restore();  // a resumed cycle: load_state() set the position below
+  Logs logs = resumed_ ? logs_ : Logs();
+  bool within = resumed_ && phase_ != Phase::Done;  // resumed inside epoch epoch_
+  int64_t epoch = resumed_ ? (within ? epoch_ : epoch_ + 1) : 0;
+  if (resumed_ && phase_ == Phase::Done && ctx.stop_training) epoch = ctx.num_epochs;
+  for (; epoch < ctx.num_epochs; ++epoch) {
     ctx.epoch = epoch;
-    for (auto& cb : callbacks_) cb->on_epoch_begin(ctx, epoch);
-    train_epoch(ctx, epoch, logs);
+    epoch_ = epoch;
+    if (!within)
+      for (auto& cb : callbacks_) cb->on_epoch_begin(ctx, epoch);
+    if (!within || phase_ == Phase::Train)
+      train_epoch(ctx, epoch, logs, within);
+    else
+      logs = logs_;  // resumed during validation: the training pass is done, validate again
+    within = false;
+    phase_ = Phase::Validate;
+    logs_ = logs;
     const bool last = epoch + 1 == ctx.num_epochs || ctx.stop_training;
-    if (ctx.valid_data && (last || (epoch + 1) % options_.valid_freq == 0) &&
-        !TrainContext::interrupted())
+    if (ctx.valid_data && (last || (epoch + 1) % options_.valid_freq == 0))
       validate(ctx, epoch, logs);
     set_log(logs, "lr", current_lr(*ctx.optimizer));  // before the schedule's epoch update
     Logs recorded = logs;  // metrics.jsonl also gets the training pass's timing
@@ -249,10 +276,110 @@ Logs LoopRunner::run(TrainContext& ctx) {
     ctx.record("epoch", epoch, recorded);
     if (ctx.lr_schedule) ctx.lr_schedule->on_epoch_end(epoch, logs);
     for (auto& cb : callbacks_) cb->on_epoch_end(ctx, epoch, logs);
-    if (ctx.stop_training || TrainContext::interrupted()) break;
+    phase_ = Phase::Done;
+    logs_ = logs;
+    ctx.safe_point(SafePoint::EpochEnd);
+    if (ctx.stop_training) break;
   }
   for (auto& cb : callbacks_) cb->on_train_end(ctx, logs);
   return logs;
+}
+
+namespace {
+
+const char* phase_name(int phase) {
+  static const char* names[] = {"train", "validate", "done"};
+  return names[phase];
+}
+
+void save_logs(State& s, const Logs& logs) {
+  Json::Array keys;
+  for (const auto& [k, v] : logs) {
+    keys.emplace_back(Json::array({k, v.is_int()}));
+    s.set_number("value/" + k, v.value());
+  }
+  s.set("keys", Json(std::move(keys)));
+}
+
+Logs load_logs(const State& s) {
+  Logs logs;
+  for (const auto& entry : s.at("keys").as_array()) {
+    const std::string& k = entry.as_array()[0].as_string();
+    const double v = s.number("value/" + k);
+    if (entry.as_array()[1].as_bool())
+      logs.emplace_back(k, LogValue(static_cast<int64_t>(v)));
+    else
+      logs.emplace_back(k, LogValue(v));
+  }
+  return logs;
+}
+
+}  // namespace
+
+void LoopRunner::save_state(State& s) {
+  s.set("phase", phase_name(static_cast<int>(phase_)));
+  s.set("epoch", epoch_);
+  State& pass = s.child("pass");
+  pass.set_tensor("loss_sum", pass_.loss_sum);
+  pass.set("examples", pass_.examples);
+  pass.set("batches", pass_.batches);
+  pass.set("have_outputs", pass_.have_outputs);
+  Json::Array names;
+  for (const auto& [name, sum] : pass_.values) {
+    names.emplace_back(name);
+    pass.set_tensor("value/" + name, sum.first);
+    pass.set("count/" + name, sum.second);
+  }
+  pass.set("values", Json(std::move(names)));
+  save_logs(s.child("logs"), logs_);
+  const double seconds =
+      phase_ == Phase::Train
+          ? seconds_before_ +
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_started_)
+                    .count()
+          : last_timing_.seconds;
+  s.set_number("seconds", seconds);
+  s.set("timing_examples", last_timing_.examples);
+  s.set("timing_batches", last_timing_.batches);
+  s.set_number("first_step", first_step_);
+  Json reports = Json::object();
+  for (auto& [path, size] : report_sizes_) {
+    std::error_code ec;
+    size = static_cast<int64_t>(std::filesystem::file_size(path, ec));
+    if (!ec) reports.set(path, size);
+  }
+  s.set("reports", reports);
+  step_->save_state(s.child("step"));
+}
+
+void LoopRunner::load_state(const State& s) {
+  const std::string phase = s.at("phase").as_string();
+  phase_ = phase == "train" ? Phase::Train : phase == "validate" ? Phase::Validate : Phase::Done;
+  epoch_ = s.at("epoch").as_int();
+  const State& pass = s.child("pass");
+  pass_ = Pass();
+  pass_.loss_sum = pass.tensor("loss_sum");
+  pass_.examples = pass.at("examples").as_int();
+  pass_.batches = pass.at("batches").as_int();
+  pass_.have_outputs = pass.at("have_outputs").as_bool();
+  for (const auto& name : pass.at("values").as_array())
+    pass_.values.emplace_back(name.as_string(),
+                              std::make_pair(pass.tensor("value/" + name.as_string()),
+                                             pass.at("count/" + name.as_string()).as_int()));
+  logs_ = load_logs(s.child("logs"));
+  seconds_before_ = s.number("seconds");
+  last_timing_ = {seconds_before_, s.at("timing_examples").as_int(),
+                  s.at("timing_batches").as_int()};
+  first_step_ = s.number("first_step");
+  for (const auto& [path, size] : s.at("reports").as_object()) {
+    std::error_code ec;
+    const auto have = std::filesystem::file_size(path, ec);
+    if (!ec && static_cast<int64_t>(have) > size.as_int())
+      std::filesystem::resize_file(path, static_cast<uintmax_t>(size.as_int()), ec);
+    report_sizes_[path] = size.as_int();
+  }
+  step_->load_state(s.child("step"));
+  resumed_ = true;
 }
 
 }  // namespace ktf::train

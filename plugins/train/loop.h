@@ -6,6 +6,8 @@
 #include <ktf/registry.h>
 #include <ktf/train.h>
 
+#include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,6 +64,10 @@ class LoopRunner : public TrainLoop {
   /// Makes every parameter trainable, then freezes `freeze_submodels`.
   void prepare(TrainContext& ctx) override;
   Logs run(TrainContext& ctx) override;
+  /// The loop's position (phase, epoch, the training pass's running sums, the epoch's logs), the
+  /// train step's state and the lengths of the metric report files.
+  void save_state(State& state) override;
+  void load_state(const State& state) override;
 
  private:
   struct Pass {
@@ -81,9 +87,19 @@ class LoopRunner : public TrainLoop {
     int64_t examples = 0;
     int64_t batches = 0;
   };
+  /// Where the loop is: an epoch's training batches, its validation, or the epoch is done.
+  enum class Phase { Train, Validate, Done };
+  Phase phase_ = Phase::Done;
+  int64_t epoch_ = -1;
+  bool resumed_ = false;       ///< load_state() ran: run() continues from phase_ and epoch_
+  Pass pass_;                  ///< the running training pass
+  Logs logs_;                  ///< the epoch's logs once its training pass is done
+  double seconds_before_ = 0;  ///< training seconds of this epoch before a resume
+  std::chrono::steady_clock::time_point pass_started_ = std::chrono::steady_clock::now();
+  std::map<std::string, int64_t> report_sizes_;  ///< report files written, their lengths
   Timing last_timing_;
   double first_step_ = -1;  ///< seconds from process start to the run's first step, once
-  void train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs);
+  void train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs, bool resume);
   void validate(TrainContext& ctx, int64_t epoch, Logs& logs);
   void add_metric_logs(TrainContext& ctx, int64_t epoch, const std::string& phase,
                        const std::string& prefix, Logs& logs);

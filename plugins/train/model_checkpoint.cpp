@@ -7,6 +7,7 @@
 
 #include <cctype>
 #include <cstdio>
+#include <sstream>
 #include <variant>
 
 #include "train.h"
@@ -142,12 +143,22 @@ class ModelCheckpoint : public Callback {
 
   static void save(TrainContext& ctx, const std::filesystem::path& path) {
     if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
-    auto tmp = path;
-    tmp += ".tmp";
-    torch::save(std::static_pointer_cast<torch::nn::Module>(ctx.model), tmp.string());
-    std::filesystem::rename(tmp, path);  // atomic on one file system
+    std::ostringstream bytes;
+    torch::save(std::static_pointer_cast<torch::nn::Module>(ctx.model), bytes);
+    write_file_atomic(path, bytes.str());  // the old file or the new one, never part of one
   }
 
+ public:
+  void save_state(State& s) override {
+    s.set_number("best", best_);
+    s.set("warned", warned_);
+  }
+  void load_state(const State& s) override {
+    best_ = s.number("best");
+    warned_ = s.at("warned").as_bool();
+  }
+
+ private:
   ModelCheckpointOptions o_;
   Monitor monitor_;
   std::vector<std::variant<std::string, Field>> pattern_;

@@ -63,6 +63,12 @@ class ProgressBar : public Callback {
     start_ = last_ = Clock::now();
     done_ = 0;
   }
+  /// The batches done in the epoch (a resumed epoch counts on from there).
+  void save_state(State& s) override { s.set("done", done_); }
+  void load_state(const State& s) override {
+    start_ = last_ = Clock::now();
+    done_ = s.at("done").as_int();
+  }
   bool wants_batch_logs(const TrainContext& ctx, int64_t) override {
     due_ = false;
     if (verbose_ != 1 || ctx.quiet) return false;

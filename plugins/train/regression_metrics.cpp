@@ -34,6 +34,14 @@ class MeanError : public Metric {
   double compute() override {
     return count_ ? sum_.item<double>() / static_cast<double>(count_) : 0.0;
   }
+  void save_state(State& s) override {
+    s.set_tensor("sum", sum_);
+    s.set("count", count_);
+  }
+  void load_state(const State& s) override {
+    sum_ = s.tensor("sum");
+    count_ = s.at("count").as_int();
+  }
 
  private:
   std::string name_;

@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <sstream>
 #include <variant>
 
@@ -47,21 +47,24 @@ double now_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-/// One events.out.tfevents.* file.
+/// One events.out.tfevents.* file. Its name is fixed for a run and cycle (the run's start time,
+/// the host, the cycle), so a resumed cycle appends to the file it wrote before, cut back to the
+/// checkpoint's length (RunLog), and a cycle started again after a crash replaces it.
 class EventWriter {
  public:
-  explicit EventWriter(const fs::path& dir) {
-    static std::atomic<int> sequence{0};
-    fs::create_directories(dir);
+  EventWriter(const fs::path& dir, const TrainContext& ctx, bool fresh) {
     char host[256] = "localhost";
     ::gethostname(host, sizeof host - 1);
-    std::string name = "events.out.tfevents." +
-                       std::to_string(static_cast<int64_t>(now_seconds())) + "." + host + "." +
-                       std::to_string(::getpid()) + "." + std::to_string(sequence++);
-    writer_ = std::make_unique<TFRecordWriter>((dir / name).string());
-    tensorflow::Event e;
-    e.set_file_version("brain.Event:2");
-    write(e);
+    char cycle[16];
+    std::snprintf(cycle, sizeof cycle, "%03d", ctx.cycle + 1);
+    const std::string name = "events.out.tfevents." + std::to_string(ctx.run_started) + "." + host +
+                             ".ktf-cycle-" + cycle;
+    file_.open(dir / name, fresh);
+    if (fresh) {
+      tensorflow::Event e;
+      e.set_file_version("brain.Event:2");
+      write(e);
+    }
   }
 
   void scalar(const std::string& tag, int64_t step, double value) {
@@ -128,14 +131,15 @@ class EventWriter {
     write(e);
   }
 
-  void flush() { writer_->flush(); }
+  void flush() { file_.flush(); }
+  RunLog& file() { return file_; }
 
  private:
   void write(tensorflow::Event& e) {
     e.set_wall_time(now_seconds());
-    writer_->write(e.SerializeAsString());
+    file_.write(tfrecord_frame(e.SerializeAsString()));
   }
-  std::unique_ptr<TFRecordWriter> writer_;
+  RunLog file_;
 };
 
 /// update_freq as a step interval: 0 = per epoch only.
@@ -179,10 +183,12 @@ class TensorBoard : public Callback {
   }
 
   void on_train_begin(TrainContext& ctx) override {
+    context_ = &ctx;
     dir_ = resolve_run_path(ctx.run_dir, o_.log_dir);
-    train_ = std::make_unique<EventWriter>(dir_ / "train");
+    train_ = std::make_unique<EventWriter>(dir_ / "train", ctx, /*fresh=*/!ctx.resuming);
     validation_.reset();
     last_batch_step_ = -1;
+    if (ctx.resuming) return;  // the summaries below were written when the cycle started
     if (profiling_requested(o_.profile_batch))
       ctx.log("TensorBoard: profile_batch is not supported by ktf; ignored");
     if (o_.embeddings_freq != 0)
@@ -221,7 +227,8 @@ class TensorBoard : public Callback {
     const int64_t epoch = ctx.epochs_before + cycle_epoch;  // continuous across cycles
     for (const auto& [k, v] : logs) {
       if (k.rfind("val_", 0) == 0) {
-        if (!validation_) validation_ = std::make_unique<EventWriter>(dir_ / "validation");
+        if (!validation_)
+          validation_ = std::make_unique<EventWriter>(dir_ / "validation", ctx, /*fresh=*/true);
         validation_->scalar("epoch_" + k.substr(4), epoch, v);
       } else {
         train_->scalar(k == "lr" ? "epoch_learning_rate" : "epoch_" + k, epoch, v);
@@ -248,6 +255,24 @@ class TensorBoard : public Callback {
     if (validation_) validation_->flush();
   }
 
+  /// The event files' lengths (a resumed run cuts them back to these) and the step counters.
+  void save_state(State& s) override {
+    train_->file().save_state(s.child("train"));
+    s.set("has_validation", validation_ != nullptr);
+    if (validation_) validation_->file().save_state(s.child("validation"));
+    s.set("last_batch_step", last_batch_step_);
+    s.set("batches", batches_);
+  }
+  void load_state(const State& s) override {
+    train_->file().load_state(s.child("train"));
+    if (s.at("has_validation").as_bool()) {
+      validation_ = std::make_unique<EventWriter>(dir_ / "validation", *context_, false);
+      validation_->file().load_state(s.child("validation"));
+    }
+    last_batch_step_ = s.at("last_batch_step").as_int();
+    batches_ = s.at("batches").as_int();
+  }
+
  private:
   void write_images(TrainContext& ctx) {
     auto stream = ctx.valid_data ? ctx.valid_data : ctx.train_data;
@@ -268,6 +293,7 @@ class TensorBoard : public Callback {
   }
 
   TensorBoardOptions o_;
+  const TrainContext* context_ = nullptr;  ///< the cycle's, from on_train_begin
   int64_t update_every_;
   fs::path dir_;
   std::unique_ptr<EventWriter> train_, validation_;

@@ -311,14 +311,15 @@ std::optional<Batch> PrefetchStream::next() {
   return item.batch;
 }
 
-Json PrefetchStream::state() const {
-  return Json::object({{"epoch", epoch_}, {"position", position_}});
+void PrefetchStream::save_state(State& state) {
+  state.set("epoch", epoch_);
+  state.set("position", position_);
+  state.set("finished", finished_);
 }
 
-void PrefetchStream::restore_state(const Json& state) {
-  KTF_CHECK(state.is_object() && state.find("epoch") && state.find("position"),
-            "data order state must be {\"epoch\": e, \"position\": p}, got ", state.dump());
+void PrefetchStream::load_state(const State& state) {
   launch(state.at("epoch").as_int(), state.at("position").as_int());
+  if (state.has("finished") && state.at("finished").as_bool()) finished_ = true;
 }
 
 // ---- TensorDataset -----------------------------------------------------------------------------

@@ -24,18 +24,31 @@ class Guarded : public Base {
   Path path_;
 };
 
-class GuardedLoss : public Guarded<Loss> {
+/// A guarded component with checkpoint state (every kind but Transform).
+template <class Base>
+class GuardedStateful : public Guarded<Base> {
  public:
-  using Guarded::Guarded;
+  using Guarded<Base>::Guarded;
+  void save_state(State& state) override {
+    this->guard([&] { this->inner_->save_state(state); });
+  }
+  void load_state(const State& state) override {
+    this->guard([&] { this->inner_->load_state(state); });
+  }
+};
+
+class GuardedLoss : public GuardedStateful<Loss> {
+ public:
+  using GuardedStateful::GuardedStateful;
   torch::Tensor compute(const torch::Tensor& output, const torch::Tensor& target) override {
     return guard([&] { return inner_->compute(output, target); });
   }
   void to(torch::Device device) override { inner_->to(device); }
 };
 
-class GuardedMetric : public Guarded<Metric> {
+class GuardedMetric : public GuardedStateful<Metric> {
  public:
-  using Guarded::Guarded;
+  using GuardedStateful::GuardedStateful;
   std::string name() const override { return inner_->name(); }
   void reset() override {
     guard([&] { inner_->reset(); });
@@ -52,9 +65,9 @@ class GuardedMetric : public Guarded<Metric> {
   }
 };
 
-class GuardedCallback : public Guarded<Callback> {
+class GuardedCallback : public GuardedStateful<Callback> {
  public:
-  using Guarded::Guarded;
+  using GuardedStateful::GuardedStateful;
   void on_train_begin(TrainContext& ctx) override {
     guard([&] { inner_->on_train_begin(ctx); });
   }
@@ -82,26 +95,22 @@ class GuardedCallback : public Guarded<Callback> {
   bool shows_progress() const override { return inner_->shows_progress(); }
 };
 
-class GuardedStep : public Guarded<TrainStep> {
+class GuardedStep : public GuardedStateful<TrainStep> {
  public:
-  using Guarded::Guarded;
+  using GuardedStateful::GuardedStateful;
   StepResult step(TrainContext& ctx, Batch& batch) override {
     return guard([&] { return inner_->step(ctx, batch); });
   }
 };
 
-class GuardedSchedule : public Guarded<LrSchedule> {
+class GuardedSchedule : public GuardedStateful<LrSchedule> {
  public:
-  using Guarded::Guarded;
+  using GuardedStateful::GuardedStateful;
   void on_batch_end(int64_t step) override {
     guard([&] { inner_->on_batch_end(step); });
   }
   void on_epoch_end(int64_t epoch, const Logs& logs) override {
     guard([&] { inner_->on_epoch_end(epoch, logs); });
-  }
-  Json state() const override { return inner_->state(); }
-  void restore_state(const Json& state) override {
-    guard([&] { inner_->restore_state(state); });
   }
 };
 

@@ -32,6 +32,15 @@ uint32_t get_u32(const char* p) {
 
 }  // namespace
 
+std::string tfrecord_frame(std::string_view record) {
+  std::string out(12 + record.size() + 4, '\0');
+  put_u64(out.data(), record.size());
+  put_u32(out.data() + 8, masked_crc32c(std::string_view(out.data(), 8)));
+  std::copy(record.begin(), record.end(), out.begin() + 12);
+  put_u32(out.data() + 12 + record.size(), masked_crc32c(record));
+  return out;
+}
+
 uint32_t crc32c(std::string_view data) {
   Crc32c crc;
   crc.process_bytes(data.data(), data.size());

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -11,9 +12,12 @@
 namespace ktf {
 namespace {
 std::atomic<bool> g_interrupted{false};
+std::atomic<bool> g_checkpoint{false};
 }  // namespace
 
 void request_interrupt(bool value) { g_interrupted.store(value); }
+void request_checkpoint(bool value) { g_checkpoint.store(value); }
+bool checkpoint_requested() { return g_checkpoint.load(std::memory_order_relaxed); }
 bool TrainContext::interrupted() { return g_interrupted.load(std::memory_order_relaxed); }
 
 void TrainContext::log(const std::string& line) const {
@@ -38,26 +42,40 @@ void TrainContext::record(const std::string& phase, int64_t ep, const Logs& logs
   if (record_sink) record_sink(phase, ep, logs);
 }
 
-void TrainContext::save_checkpoint(const std::string& tag) const {
-  namespace fs = std::filesystem;
-  fs::path dir = run_dir / "checkpoints";
-  fs::create_directories(dir);
-  fs::path tmp = dir / (tag + ".tmp");
-  fs::path final_path = dir / (tag + ".pt");
-  torch::serialize::OutputArchive archive;
-  torch::serialize::OutputArchive model_archive;
-  model->save(model_archive);
-  archive.write("model", model_archive);
-  if (optimizer) {
-    torch::serialize::OutputArchive opt_archive;
-    optimizer->save(opt_archive);
-    archive.write("optimizer", opt_archive);
+void TrainContext::restore() {
+  if (restore_hook) restore_hook();
+  resuming = false;
+}
+
+void TrainContext::safe_point(SafePoint where) {
+  if (safe_point_hook) safe_point_hook(where);
+}
+
+void TrainContext::note_loss(const torch::Tensor& loss) {
+  if (!stop_on_nonfinite) return;
+  if (loss.device().is_cpu()) {
+    const double value = loss.detach().item<double>();
+    if (!std::isfinite(value))
+      throw Error("the loss is " + std::string(std::isnan(value) ? "nan" : "inf") +
+                      ": training stopped before this step changed the weights (the check is "
+                      "checkpoint.stop_on_nonfinite)",
+                  {}, kExitRuntime);
+    return;
   }
-  archive.write("cycle", torch::tensor(static_cast<int64_t>(cycle)));
-  archive.write("epoch", torch::tensor(epoch));
-  archive.write("global_step", torch::tensor(global_step));
-  archive.save_to(tmp.string());
-  fs::rename(tmp, final_path);  // atomic on one file system
+  torch::NoGradGuard no_grad;
+  auto bad = loss.detach().isfinite().logical_not().reshape({});
+  nonfinite_ = nonfinite_.defined() ? nonfinite_.logical_or(bad) : bad;
+}
+
+void TrainContext::check_finite() {
+  if (!nonfinite_.defined()) return;
+  const bool bad = nonfinite_.item<bool>();
+  nonfinite_ = torch::Tensor();
+  if (bad)
+    throw Error(
+        "the loss was nan or inf in a step since the last check (the check is "
+        "checkpoint.stop_on_nonfinite); the weights of this point are not saved",
+        {}, kExitRuntime);
 }
 
 StepResult& StepResult::add(const std::string& name, const torch::Tensor& value) {
@@ -108,6 +126,7 @@ bool TrainContext::backward_and_step(const torch::Tensor& loss, const StepSettin
   KTF_CHECK_RUNTIME(optimizer, "backward_and_step: the train context has no optimizer");
   KTF_CHECK_RUNTIME(loss.defined() && loss.numel() == 1, "the loss must be a scalar, got shape ",
                     loss.defined() ? loss.sizes() : torch::IntArrayRef{});
+  note_loss(loss);
   if (pending_ == 0) {
     clear_gradients(*optimizer);
     active_ = settings;

@@ -13,6 +13,7 @@
 // batches of the declared shape, metrics reset/update/compute, callbacks and train loops run two
 // steps).
 #include <gtest/gtest.h>
+#include <ktf/checkpoint.h>
 #include <ktf/config.h>
 #include <ktf/network.h>
 #include <ktf/plugin.h>
@@ -85,6 +86,8 @@ class TwoBatches : public ktf::BatchStream {
   }
   int64_t num_batches() const override { return 2; }
   int64_t num_examples() const override { return 8; }
+  void save_state(ktf::State& s) override { s.set("i", i_); }
+  void load_state(const ktf::State& s) override { i_ = s.at("i").as_int(); }
 
  private:
   int64_t i_ = 0;
@@ -110,6 +113,20 @@ ktf::TrainContext make_train_context(ktf::BuildContext& ctx) {
       std::make_shared<torch::optim::SGD>(tc.model->parameters(), torch::optim::SGDOptions(0.01));
   tc.builder = &ctx;
   return tc;
+}
+
+/// Saves `c`'s checkpoint state, reads it back through a checkpoint archive, loads it into
+/// `fresh` (a new instance of the same config) and saves that: a state that round-trips gives the
+/// same state again.
+void expect_state_round_trips(ktf::Stateful& c, ktf::Stateful& fresh, const std::string& what) {
+  ktf::State saved;
+  c.save_state(saved);
+  fresh.load_state(saved.round_trip());
+  ktf::State again;
+  fresh.save_state(again);
+  EXPECT_TRUE(again == saved) << what
+                              << ": a fresh instance loaded with the saved state saves a "
+                                 "different state (save_state/load_state do not round-trip)";
 }
 
 /// A wrong-typed value for a parameter, or null when every JSON value is acceptable.
@@ -348,6 +365,40 @@ void check_schedule(const ktf::Spec& spec, ktf::BuildContext& ctx) {
   }
   for (double lr : rates) EXPECT_TRUE(std::isfinite(lr) && lr >= 0) << "lr " << lr;
   EXPECT_GE(rates.size(), 2u) << "the learning rate never changed in 200 steps and 20 epochs";
+
+  // Resumed from a checkpoint (its state, and the optimizer's learning rates as the optimizer's
+  // own checkpoint restores them), a schedule goes on exactly as the saved one does.
+  auto make = [&] {
+    auto model = torch::nn::Linear(4, 2);
+    ctx.optimizer =
+        std::make_shared<torch::optim::SGD>(model->parameters(), torch::optim::SGDOptions(0.1));
+    return std::make_pair(ctx.optimizer,
+                          std::static_pointer_cast<ktf::LrSchedule>(build_example(spec, ctx)));
+  };
+  auto [opt_a, a] = make();
+  int64_t step = 0;
+  auto run = [&](ktf::Optimizer& opt, ktf::LrSchedule& sch, int64_t from, int64_t epochs) {
+    std::vector<double> lrs;
+    for (int64_t epoch = from; epoch < from + epochs; ++epoch) {
+      for (int b = 0; b < 10; ++b)
+        sch.on_batch_end(++step), lrs.push_back(opt.param_groups()[0].options().get_lr());
+      sch.on_epoch_end(epoch, {{"loss", 1.0}, {"val_loss", 1.0}});
+      lrs.push_back(opt.param_groups()[0].options().get_lr());
+    }
+    return lrs;
+  };
+  run(*opt_a, *a, 0, 3);
+  ktf::State saved;
+  a->save_state(saved);
+  auto [opt_b, b] = make();
+  opt_b->param_groups()[0].options().set_lr(opt_a->param_groups()[0].options().get_lr());
+  b->load_state(saved.round_trip());
+  const int64_t at = step;
+  auto want = run(*opt_a, *a, 3, 5);
+  step = at;
+  auto got = run(*opt_b, *b, 3, 5);
+  EXPECT_EQ(want, got) << "a schedule loaded with a saved state sets different learning rates "
+                          "(its state is not saved: ktf::Stateful)";
 }
 
 void check_metric(const ktf::Spec& spec, ktf::BuildContext& ctx) {
@@ -390,6 +441,23 @@ void check_metric(const ktf::Spec& spec, ktf::BuildContext& ctx) {
   fresh->update(out, target);
   EXPECT_DOUBLE_EQ(metric->compute(), fresh->compute()) << "reset() did not clear the state";
   EXPECT_DOUBLE_EQ(metric->compute(), random);
+
+  // A checkpoint mid-epoch: a fresh metric loaded with the state of one that has seen half the
+  // batches computes the same value, and the same after the other half.
+  metric->reset();
+  metric->update(out.slice(0, 0, 16), target.slice(0, 0, 16));
+  ktf::State saved;
+  metric->save_state(saved);
+  auto loaded = std::static_pointer_cast<ktf::Metric>(build_example(spec, ctx));
+  loaded->reset();
+  loaded->load_state(saved.round_trip());
+  EXPECT_DOUBLE_EQ(loaded->compute(), metric->compute())
+      << "a metric loaded with a saved state computes a different value: its sums are not "
+         "saved (ktf::Stateful)";
+  metric->update(out.slice(0, 16), target.slice(0, 16));
+  loaded->update(out.slice(0, 16), target.slice(0, 16));
+  EXPECT_DOUBLE_EQ(loaded->compute(), metric->compute())
+      << "a metric loaded with a saved state goes on differently";
 }
 
 /// A batch the tiny network can learn: the target is the argmax of a fixed linear map.
@@ -429,6 +497,8 @@ void check_train_step(const ktf::Spec& spec, ktf::BuildContext& ctx) {
   const double after = batch_loss(tc, b);
   EXPECT_LT(after, 0.9 * before) << "30 steps on one learnable batch took its loss from " << before
                                  << " to " << after << " only";
+  auto fresh = std::static_pointer_cast<ktf::TrainStep>(build_example(spec, ctx));
+  expect_state_round_trips(*step, *fresh, "train step");
 }
 
 void check_callback(const ktf::Spec& spec, ktf::BuildContext& ctx) {
@@ -463,6 +533,12 @@ void check_callback(const ktf::Spec& spec, ktf::BuildContext& ctx) {
   }
   cb->on_train_end(tc, {{"loss", 0.8}});
   EXPECT_EQ(tc.global_step, 2 * epochs) << "the callback disturbed the optimizer steps";
+  // Resumed: on_train_begin (ctx.resuming), then load_state, as the engine does.
+  auto fresh = std::static_pointer_cast<ktf::Callback>(build_example(spec, ctx));
+  tc.resuming = true;
+  fresh->on_train_begin(tc);
+  tc.resuming = false;
+  expect_state_round_trips(*cb, *fresh, "callback");
 }
 
 void check_dataset(const ktf::Spec& spec, ktf::BuildContext& ctx) {
@@ -485,6 +561,75 @@ void check_dataset(const ktf::Spec& spec, ktf::BuildContext& ctx) {
   EXPECT_TRUE(torch::equal(batch->input, other->input) &&
               torch::equal(batch->target, other->target))
       << "two builds with the same seed gave different first batches";
+  // A stream loaded with a saved position yields the batch the saved one yields next.
+  ktf::State position;
+  stream->save_state(position);
+  auto resumed = std::static_pointer_cast<ktf::Dataset>(build_example(spec, ctx))->train();
+  resumed->load_state(position.round_trip());
+  auto want = stream->next();
+  auto got = resumed->next();
+  ASSERT_EQ(want.has_value(), got.has_value()) << "a stream loaded with a saved state ended early";
+  if (want)
+    EXPECT_TRUE(torch::equal(want->input, got->input) && torch::equal(want->target, got->target))
+        << "a stream loaded with a saved position yields a different batch";
+}
+
+/// A loop stopped at its `stop_at`-th safe point and resumed from what the engine would checkpoint
+/// there (model, optimizer, RNG, the loop's and its streams' state) ends with the uninterrupted
+/// run's weights, bit for bit.
+void check_loop_resume(const ktf::Spec& spec, ktf::BuildContext& ctx, int stop_at) {
+  SCOPED_TRACE("stopped at safe point " + std::to_string(stop_at));
+  struct Stop {};
+  auto fresh = [&] {
+    torch::manual_seed(7);
+    auto tc = make_train_context(ctx);
+    auto loop = std::static_pointer_cast<ktf::TrainLoop>(build_example(spec, ctx));
+    loop->prepare(tc);
+    return std::make_pair(std::move(tc), loop);
+  };
+  auto [tc_a, a] = fresh();
+  a->run(tc_a);
+  auto [tc_b, b] = fresh();
+  int points = 0;
+  ktf::State saved;
+  torch::Tensor optimizer_bytes;
+  tc_b.safe_point_hook = [&](ktf::SafePoint) {
+    if (++points < stop_at) return;
+    ktf::save_module_state(saved.child("model"), *tc_b.model);
+    optimizer_bytes = ktf::archive_bytes([&](auto& ar) { tc_b.optimizer->save(ar); });
+    b->save_state(saved.child("loop"));
+    tc_b.train_data->save_state(saved.child("train"));
+    ktf::save_rng_state(saved.child("rng"));
+    saved.set("epoch", tc_b.epoch);
+    saved.set("step", tc_b.global_step);
+    throw Stop{};
+  };
+  EXPECT_THROW(b->run(tc_b), Stop)
+      << "the loop never reached " << stop_at << " safe points (ctx.safe_point)";
+  if (points < stop_at) return;
+  auto [tc_c, c] = fresh();
+  const ktf::State state = saved.round_trip();
+  bool restored = false;
+  tc_c.resuming = true;
+  tc_c.restore_hook = [&] {
+    restored = true;
+    ktf::load_module_state(state.child("model"), *tc_c.model);
+    ktf::load_archive_bytes(optimizer_bytes, [&](auto& ar) { tc_c.optimizer->load(ar); });
+    c->load_state(state.child("loop"));
+    tc_c.train_data->load_state(state.child("train"));
+    tc_c.epoch = state.at("epoch").as_int();
+    tc_c.global_step = state.at("step").as_int();
+    ktf::load_rng_state(state.child("rng"));
+  };
+  c->run(tc_c);
+  EXPECT_TRUE(restored) << "the loop never called ctx.restore()";
+  EXPECT_EQ(tc_c.global_step, tc_a.global_step)
+      << "the resumed loop took a different number of steps";
+  auto pa = tc_a.model->parameters(), pc = tc_c.model->parameters();
+  for (size_t i = 0; i < pa.size(); ++i)
+    EXPECT_TRUE(torch::equal(pa[i], pc[i]))
+        << "a loop stopped at a safe point and resumed ends with different weights (parameter " << i
+        << ")";
 }
 
 void check_component(const ktf::ComponentDef* def) {
@@ -570,9 +715,13 @@ void check_component(const ktf::ComponentDef* def) {
       EXPECT_EQ(one, std::vector<int64_t>(before.sizes().begin() + 1, before.sizes().end()));
       break;
     }
-    case ktf::Kind::Loss:
+    case ktf::Kind::Loss: {
       check_loss(spec, ctx);
+      auto a = std::static_pointer_cast<ktf::Loss>(build_example(spec, ctx));
+      auto b = std::static_pointer_cast<ktf::Loss>(build_example(spec, ctx));
+      expect_state_round_trips(*a, *b, "loss");
       break;
+    }
     case ktf::Kind::Optimizer:
       check_optimizer(spec, ctx);
       break;
@@ -606,6 +755,7 @@ void check_component(const ktf::ComponentDef* def) {
       auto logs = loop->run(tc);
       EXPECT_FALSE(torch::equal(before, tc.model->parameters()[0])) << "training changed nothing";
       EXPECT_TRUE(ktf::find_log(logs, "loss").has_value()) << "final logs have no 'loss'";
+      for (int stop_at : {1, 3}) check_loop_resume(spec, ctx, stop_at);  // mid-epoch, validation
       break;
     }
     case ktf::Kind::TrainStep:

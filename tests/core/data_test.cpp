@@ -93,11 +93,12 @@ TEST(DatasetBase, APositionRestoresTheSameRemainingBatches) {
   auto a = data->train();
   a->start_epoch(2);
   a->next();
-  Json state = a->state();
+  ktf::State state;
+  a->save_state(state);
   std::vector<int64_t> rest_a;
   while (auto b = a->next()) rest_a.push_back(b->target.sum().item<int64_t>());
   auto b = std::make_shared<Counting>(config(true))->train();
-  b->restore_state(state);
+  b->load_state(state);
   std::vector<int64_t> rest_b;
   while (auto batch = b->next()) rest_b.push_back(batch->target.sum().item<int64_t>());
   EXPECT_EQ(rest_a, rest_b);

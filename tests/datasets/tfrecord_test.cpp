@@ -270,10 +270,11 @@ TEST(Convert, IdxToTFRecordRoundTrip) {
     auto s = small->train();
     s->start_epoch(1);
     for (int i = 0; i < 4; ++i) s->next();
-    Json state = s->state();
+    ktf::State state;
+    s->save_state(state);
     auto want = s->next();
     auto t = small->train();
-    t->restore_state(state);
+    t->load_state(state);
     auto have = t->next();
     EXPECT_TRUE(torch::equal(want->input, have->input));
   }

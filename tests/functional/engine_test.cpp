@@ -104,7 +104,7 @@ TEST(EngineErrors, ARunTimeErrorNamesTheCycleAndComponentAndReachesLogTxt) {
   const std::string last_line = r.output.substr(r.output.rfind('\n', r.output.size() - 2) + 1);
   EXPECT_EQ(last_line.rfind(prefix, 0), 0u) << r.output;
   EXPECT_NE(last_line.find("out of bounds"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("(epoch 1, batch 1)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(cycle 1, epoch 1, batch 1, step 0)"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("Exception raised from"), std::string::npos) << "a libtorch trace";
   EXPECT_NE(slurp(out + "/log.txt").find("error: " + prefix.substr(10)), std::string::npos)
       << slurp(out + "/log.txt");

@@ -248,8 +248,16 @@ TEST(HostInterrupt, SigintWritesCheckpointAndExits130) {
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 130);
-  EXPECT_TRUE(fs::exists(out + "/checkpoints/interrupted.pt"));
-  EXPECT_TRUE(fs::exists(out + "/weights/cycle-1.pt"));
+  std::ifstream text(out + "/out.txt");
+  std::string printed((std::istreambuf_iterator<char>(text)), std::istreambuf_iterator<char>());
+  const std::string said = "ktf-host: interrupted: checkpoint ckpt-";
+  const auto at = printed.find(said);
+  ASSERT_NE(at, std::string::npos) << printed;
+  const std::string name = printed.substr(at + said.size() - 5, 13);
+  EXPECT_TRUE(fs::exists(out + "/checkpoints/" + name + ".json")) << name;
+  EXPECT_NE(printed.find(name + " written; continue with --resume " + out), std::string::npos)
+      << printed;
+  EXPECT_FALSE(fs::exists(out + "/weights/cycle-1.pt")) << "the cycle did not finish";
 }
 
 }  // namespace

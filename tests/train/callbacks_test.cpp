@@ -199,6 +199,7 @@ struct NaNAtThirdCall : Loss {
 TEST(TerminateOnNaN, StopsAtTheFirstNaNBatch) {
   Harness h("nan");
   h.ctx.loss = std::make_shared<NaNAtThirdCall>();
+  h.ctx.stop_on_nonfinite = false;  // the engine's own check (checkpoint.stop_on_nonfinite) off
   auto loop = h.loop(Json::parse(R"({"ktf.train.KerasTrainLoop": {"num_epochs": 5,
       "callbacks": [{"tf.keras.callbacks.TerminateOnNaN": {}}]}})"));
   Logs logs = loop->run(h.ctx);
@@ -207,6 +208,23 @@ TEST(TerminateOnNaN, StopsAtTheFirstNaNBatch) {
   EXPECT_TRUE(std::isnan(log_value(logs, "loss")));
   EXPECT_NE(h.log.find("Batch 3: invalid loss (nan), terminating training"), std::string::npos)
       << h.log;
+}
+
+TEST(NonFiniteLoss, TheBackwardServiceStopsBeforeTheStepThatWouldApplyIt) {
+  Harness h("nan_engine");
+  h.ctx.loss = std::make_shared<NaNAtThirdCall>();
+  auto loop = h.loop(Json::parse(R"({"ktf.train.KerasTrainLoop": {"num_epochs": 5}})"));
+  try {
+    loop->run(h.ctx);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "the loss is nan: training stopped before this step changed the weights (the check "
+              "is checkpoint.stop_on_nonfinite)");
+    EXPECT_EQ(e.exit_code(), kExitRuntime);
+  }
+  EXPECT_EQ(h.ctx.global_step, 2);
+  for (const auto& p : h.model->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
 }
 
 TEST(LearningRateLogger, RecordsEachGroupPerStep) {

@@ -221,14 +221,29 @@ TEST(Freeze, UnknownNameListsClosestModules) {
   }
 }
 
-TEST(Loop, StopsAfterTheCurrentBatchWhenInterrupted) {
-  Harness h("interrupted");
-  auto loop = h.loop(Json::parse(R"({"ktf.train.KerasTrainLoop": {"num_epochs": 3}})"));
-  request_interrupt(true);
+TEST(Loop, RestoresOnceThenCallsASafePointAfterEveryStepValidationBatchAndEpoch) {
+  Harness h("safe_points");
+  auto loop = h.loop(Json::parse(R"({"ktf.train.KerasTrainLoop": {"num_epochs": 2}})"));
+  std::string trace;
+  h.ctx.restore_hook = [&] { trace += "R"; };
+  h.ctx.safe_point_hook = [&](SafePoint p) {
+    trace += p == SafePoint::Step ? "s" : p == SafePoint::Validation ? "v" : "E";
+  };
   loop->run(h.ctx);
-  request_interrupt(false);
+  const int64_t train = h.ctx.train_data->num_batches(), valid = h.ctx.valid_data->num_batches();
+  std::string epoch = std::string(train, 's') + std::string(valid, 'v') + "E";
+  EXPECT_EQ(trace, "R" + epoch + epoch);
+}
+
+TEST(Loop, AnEngineStopAtASafePointLeavesTheLoopAtOnce) {
+  Harness h("safe_point_stop");
+  auto loop = h.loop(Json::parse(R"({"ktf.train.KerasTrainLoop": {"num_epochs": 3}})"));
+  h.ctx.safe_point_hook = [&](SafePoint) {
+    if (h.ctx.global_step == 1) throw Error("stop", {}, kExitInterrupted);
+  };
+  EXPECT_THROW(loop->run(h.ctx), Error);
   EXPECT_EQ(h.ctx.global_step, 1);
-  EXPECT_EQ(h.epochs().size(), 1u);
+  EXPECT_TRUE(h.epochs().empty());
 }
 
 TEST(Loop, BadArgumentsNameTheArgument) {

@@ -1,5 +1,7 @@
 #include "ktf/config.h"
 
+#include "ktf/checkpoint.h"
+
 #include <algorithm>
 #include <cmath>
 #include <set>
@@ -9,6 +11,8 @@ namespace ktf {
 namespace {
 
 using Path = std::vector<std::string>;
+/// The engine's own cycle key (checkpoint settings, not a component).
+constexpr const char* kCheckpointKey = "checkpoint";
 
 Path extend(Path p, const std::string& segment) {
   p.push_back(segment);
@@ -194,35 +198,13 @@ void apply_override(Json& config, const std::string& assignment) {
   }
 }
 
-Json resolve_component(const Json& component, Kind kind, const Registry& registry,
-                       const Path& path) {
-  std::pair<std::string, Json> parts;
-  try {
-    parts = split_component(component);
-  } catch (const Error& e) {
-    throw e.with_prefix(path);
-  }
-  const auto& [name, args] = parts;
-  const ComponentDef* def = registry.find(kind, name);
-  if (!def) {
-    auto others = registry.find_any(name);
-    std::string msg = std::string("unknown ") + kind_name(kind) + " '" + name + "'";
-    if (!others.empty()) {
-      msg += " ('" + name + "' is a " + kind_name(others.front()->spec.kind) + ")";
-    } else {
-      auto near = registry.closest(kind, name);
-      if (!near.empty()) {
-        msg += " (did you mean ";
-        for (size_t i = 0; i < near.size(); ++i) msg += (i ? ", '" : "'") + near[i] + "'";
-        msg += "?)";
-      } else {
-        msg += std::string(" (no ") + kind_name(kind) + " is registered: load a plugin)";
-      }
-    }
-    throw Error(msg, path);
-  }
-  const Spec& spec = def->spec;
-  Path here = extend(path, name);
+static Json resolve_args(const Spec& spec, const Json& args, const Registry& registry,
+                         const Path& here);
+
+/// Checks `args` (an object) against `spec`'s parameters and fills defaults. `here` prefixes
+/// errors.
+static Json resolve_args(const Spec& spec, const Json& args, const Registry& registry,
+                         const Path& here) {
   std::vector<std::string> param_names;
   for (const auto& p : spec.params) param_names.push_back(p.name);
   for (const auto& [key, value] : args.as_object()) {
@@ -253,6 +235,38 @@ Json resolve_component(const Json& component, Kind kind, const Registry& registr
     }
     resolved.set(p.name, resolve_value(p, *given, registry, extend(here, p.name)));
   }
+  return resolved;
+}
+
+Json resolve_component(const Json& component, Kind kind, const Registry& registry,
+                       const Path& path) {
+  std::pair<std::string, Json> parts;
+  try {
+    parts = split_component(component);
+  } catch (const Error& e) {
+    throw e.with_prefix(path);
+  }
+  const auto& [name, args] = parts;
+  const ComponentDef* def = registry.find(kind, name);
+  if (!def) {
+    auto others = registry.find_any(name);
+    std::string msg = std::string("unknown ") + kind_name(kind) + " '" + name + "'";
+    if (!others.empty()) {
+      msg += " ('" + name + "' is a " + kind_name(others.front()->spec.kind) + ")";
+    } else {
+      auto near = registry.closest(kind, name);
+      if (!near.empty()) {
+        msg += " (did you mean ";
+        for (size_t i = 0; i < near.size(); ++i) msg += (i ? ", '" : "'") + near[i] + "'";
+        msg += "?)";
+      } else {
+        msg += std::string(" (no ") + kind_name(kind) + " is registered: load a plugin)";
+      }
+    }
+    throw Error(msg, path);
+  }
+  Path here = extend(path, name);
+  Json resolved = resolve_args(def->spec, args, registry, here);
   return Json::object({{name, std::move(resolved)}});
 }
 
@@ -276,7 +290,7 @@ Json resolve_config(const Json& config, const Registry& registry) {
   std::vector<KeyInfo> keys;
   for (const auto& k : builtin_cycle_keys()) keys.push_back({k.name, k.kind, k.is_list});
   for (const auto& k : registry.cycle_keys()) keys.push_back({k.name, k.kind, k.is_list});
-  std::vector<std::string> key_names;
+  std::vector<std::string> key_names{kCheckpointKey};
   for (const auto& k : keys) key_names.push_back(k.name);
   auto kind_of = [&](const std::string& key) {
     return std::find_if(keys.begin(), keys.end(), [&](const KeyInfo& k) { return k.name == key; })
@@ -294,9 +308,18 @@ Json resolve_config(const Json& config, const Registry& registry) {
     for (const auto& [key, value] : cycle.as_object()) {
       auto it =
           std::find_if(keys.begin(), keys.end(), [&](const KeyInfo& k) { return k.name == key; });
+      Path kpath = extend(cpath, key);
+      if (key == kCheckpointKey) {
+        if (!value.is_null() && !value.is_object())
+          throw Error("expected an object of checkpoint settings, got " + describe_value(value),
+                      kpath);
+        merged.set(key, value.is_null()
+                            ? Json()
+                            : resolve_args(CheckpointPolicy::spec(), value, registry, kpath));
+        continue;
+      }
       if (it == keys.end())
         throw Error("unknown cycle key" + suggestion(key, key_names), extend(cpath, key));
-      Path kpath = extend(cpath, key);
       if (value.is_null()) {
         merged.set(key, Json());
         continue;
@@ -349,10 +372,14 @@ Json resolve_config(const Json& config, const Registry& registry) {
     }
     if (!take_default("metrics")) merged.set("metrics", Json::array());
     if (!take_default("lr_schedule")) merged.set("lr_schedule", Json());
+    if (const Json* c = merged.find(kCheckpointKey); !c || c->is_null())
+      merged.set(kCheckpointKey,
+                 resolve_args(CheckpointPolicy::spec(), Json::object(), registry, cpath));
     // Order keys as documented, plugin keys last.
     Json ordered = Json::object();
     for (const auto& k : keys)
       if (const Json* v = merged.find(k.name)) ordered.set(k.name, *v);
+    ordered.set(kCheckpointKey, *merged.find(kCheckpointKey));
     resolved.push_back(ordered);
     previous = ordered;
   }
@@ -499,6 +526,14 @@ Json json_schema(const Registry& registry) {
     cycle_props.set(k.name, key_schema(k.kind, k.is_list, k.doc));
   for (const auto& k : registry.cycle_keys())
     cycle_props.set(k.name, key_schema(k.kind, k.is_list, k.doc));
+  {
+    Json props = Json::object();
+    for (const auto& p : CheckpointPolicy::spec().params) props.set(p.name, param_schema(p));
+    cycle_props.set(kCheckpointKey, Json::object({{"description", CheckpointPolicy::spec().summary},
+                                                  {"type", Json::array({"object", "null"})},
+                                                  {"properties", props},
+                                                  {"additionalProperties", false}}));
+  }
   definitions.set("cycle", Json::object({{"type", "object"},
                                          {"description", "one train cycle"},
                                          {"properties", cycle_props},
@@ -515,17 +550,21 @@ Json json_schema(const Registry& registry) {
 }
 
 namespace {
-std::string md_cell(std::string text) {
+/// `text` with each character that `table` maps replaced by its replacement.
+std::string replace_chars(const std::string& text,
+                          std::initializer_list<std::pair<char, const char*>> table) {
   std::string out;
   for (char c : text) {
-    if (c == '|')
-      out += "\\|";
-    else if (c == '\n')
-      out += ' ';
-    else
+    auto it = std::find_if(table.begin(), table.end(), [&](const auto& e) { return e.first == c; });
+    if (it == table.end())
       out += c;
+    else
+      out += it->second;
   }
   return out;
+}
+std::string md_cell(const std::string& text) {
+  return replace_chars(text, {{'|', "\\|"}, {'\n', " "}});
 }
 }  // namespace
 
@@ -544,6 +583,19 @@ std::string markdown_reference(const Registry& registry) {
     }
     out << ".\n";
   }
+  auto table = [&](const std::vector<Param>& params) {
+    out << "\n| parameter | type | default | allowed | description |\n"
+        << "|---|---|---|---|---|\n";
+    for (const auto& p : params) {
+      std::string def_text = p.required ? "required" : "`" + p.default_value.dump() + "`";
+      out << "| `" << p.name << "` | " << md_cell(p.type_name()) << " | " << md_cell(def_text)
+          << " | " << md_cell(p.constraint_text()) << " | " << md_cell(p.doc) << " |\n";
+    }
+  };
+  out << "\n## The `checkpoint` cycle key\n\n"
+      << CheckpointPolicy::spec().summary
+      << " (an object; omitted keys take these defaults; see docs/reliability.md).\n";
+  table(CheckpointPolicy::spec().params);
   for (Kind kind : kAllKinds) {
     auto defs = registry.list(kind);
     if (defs.empty()) continue;
@@ -563,16 +615,72 @@ std::string markdown_reference(const Registry& registry) {
         out << "\nNo parameters.\n";
         continue;
       }
-      out << "\n| parameter | type | default | allowed | description |\n"
-          << "|---|---|---|---|---|\n";
-      for (const auto& p : spec.params) {
-        std::string def_text = p.required ? "required" : "`" + p.default_value.dump() + "`";
-        out << "| `" << p.name << "` | " << md_cell(p.type_name()) << " | " << md_cell(def_text)
-            << " | " << md_cell(p.constraint_text()) << " | " << md_cell(p.doc) << " |\n";
-      }
+      table(spec.params);
     }
   }
   return out.str();
+}
+
+namespace {
+
+/// A key as one RFC 6901 reference token.
+std::string pointer_token(const std::string& key) {
+  return replace_chars(key, {{'~', "~0"}, {'/', "~1"}});
+}
+
+void diff_into(const std::string& at, const Json& a, const Json& b, std::vector<JsonChange>& out) {
+  if (a.is_object() && b.is_object()) {
+    for (const auto& [key, value] : a.as_object()) {
+      const Json* other = b.find(key);
+      if (!other)
+        out.push_back({at + "/" + pointer_token(key), value, std::nullopt});
+      else
+        diff_into(at + "/" + pointer_token(key), value, *other, out);
+    }
+    for (const auto& [key, value] : b.as_object())
+      if (!a.find(key)) out.push_back({at + "/" + pointer_token(key), std::nullopt, value});
+    return;
+  }
+  if (a.is_array() && b.is_array()) {
+    const auto& x = a.as_array();
+    const auto& y = b.as_array();
+    for (size_t i = 0; i < std::max(x.size(), y.size()); ++i) {
+      const std::string here = at + "/" + std::to_string(i);
+      if (i >= y.size())
+        out.push_back({here, x[i], std::nullopt});
+      else if (i >= x.size())
+        out.push_back({here, std::nullopt, y[i]});
+      else
+        diff_into(here, x[i], y[i], out);
+    }
+    return;
+  }
+  // Numbers compare by value (1 and 1.0 are the same setting).
+  if (a.is_number() && b.is_number() && a.as_number() == b.as_number()) return;
+  if (a != b) out.push_back({at, a, b});
+}
+
+std::string shortened(const std::optional<Json>& v, size_t max) {
+  if (!v) return "(absent)";
+  std::string text = v->dump();
+  if (text.size() > max) text = text.substr(0, max) + "...";
+  return text;
+}
+
+}  // namespace
+
+std::vector<JsonChange> json_diff(const Json& before, const Json& after) {
+  std::vector<JsonChange> out;
+  diff_into("", before, after, out);
+  return out;
+}
+
+std::string format_changes(const std::vector<JsonChange>& changes, size_t max_value) {
+  std::string out;
+  for (const auto& c : changes)
+    out += "  " + (c.pointer.empty() ? std::string("(the whole document)") : c.pointer) + ": " +
+           shortened(c.before, max_value) + " -> " + shortened(c.after, max_value) + "\n";
+  return out;
 }
 
 }  // namespace ktf

@@ -29,9 +29,11 @@ class GuardedStream : public BatchStream {
     return limit_ < 0 ? n : n < 0 ? limit_ : std::min(n, limit_);
   }
   int64_t num_examples() const override { return limit_ < 0 ? inner_->num_examples() : -1; }
-  Json state() const override { return inner_->state(); }
-  void restore_state(const Json& state) override {
-    with_context(path_, [&] { inner_->restore_state(state); });
+  void save_state(State& state) override {
+    with_context(path_, [&] { inner_->save_state(state); });
+  }
+  void load_state(const State& state) override {
+    with_context(path_, [&] { inner_->load_state(state); });
   }
 
  private:

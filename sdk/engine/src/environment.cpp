@@ -1,9 +1,12 @@
 // The runner: a short sequence over cycles that owns the run's state (cycle, epochs and steps of
-// earlier cycles, the run directory, signals) and builds everything through the CycleBuilder.
+// earlier cycles, the run directory, checkpoints, signals) and builds everything through the
+// CycleBuilder. Exact resume: docs/reliability.md.
 #include "ktf/environment.h"
 
 #include <ATen/Parallel.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <ctime>
 #include <fstream>
@@ -12,41 +15,58 @@
 #include <sstream>
 #include <thread>
 
+#include "ktf/checkpoint.h"
 #include "ktf/config.h"
 #include "ktf/cycle.h"
 #include "ktf/network.h"
+#include "ktf/state.h"
 #include "ktf/train.h"
 
 namespace ktf {
 namespace fs = std::filesystem;
 namespace {
 
-void on_signal(int) {
-  if (TrainContext::interrupted()) {
-    std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
-    std::signal(SIGTERM, SIG_DFL);
+void on_signal(int sig) {
+  if (sig == SIGUSR1) {
+    request_checkpoint(true);
+    return;
+  }
+  if (TrainContext::interrupted()) {  // a second SIGINT/SIGTERM ends the process at once
+    const char msg[] = "ktf: second signal: exiting without a checkpoint\n";
+    ssize_t ignored = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)ignored;
+    ::_exit(kExitInterrupted);
   }
   request_interrupt(true);
 }
 
-/// SIGINT/SIGTERM set the interrupt flag while a run trains; the old handlers come back after.
+/// While a run trains: SIGINT/SIGTERM set the interrupt flag (the next safe point checkpoints and
+/// stops), SIGUSR1 asks for a checkpoint, and SIGXFSZ (a file-size limit, `ulimit -f`) is ignored
+/// so that the write fails with a message instead of killing the process. The old handlers come
+/// back after.
 class SignalScope {
  public:
   SignalScope() {
     request_interrupt(false);
-    old_int_ = std::signal(SIGINT, on_signal);
-    old_term_ = std::signal(SIGTERM, on_signal);
+    request_checkpoint(false);
+    for (int sig : {SIGINT, SIGTERM, SIGUSR1, SIGXFSZ}) {
+      struct sigaction sa {};
+      sa.sa_handler = sig == SIGXFSZ ? SIG_IGN : on_signal;
+      sigemptyset(&sa.sa_mask);
+      sa.sa_flags = SA_RESTART;
+      struct sigaction old {};
+      ::sigaction(sig, &sa, &old);
+      old_.push_back({sig, old});
+    }
   }
   ~SignalScope() {
-    std::signal(SIGINT, old_int_);
-    std::signal(SIGTERM, old_term_);
+    for (auto& [sig, old] : old_) ::sigaction(sig, &old, nullptr);
   }
   SignalScope(const SignalScope&) = delete;
   SignalScope& operator=(const SignalScope&) = delete;
 
  private:
-  void (*old_int_)(int) = SIG_DFL;
-  void (*old_term_)(int) = SIG_DFL;
+  std::vector<std::pair<int, struct sigaction>> old_;
 };
 
 fs::path default_run_dir(const std::string& config_name) {
@@ -61,12 +81,6 @@ fs::path default_run_dir(const std::string& config_name) {
   return dir;
 }
 
-void write_file(const fs::path& path, const std::string& text) {
-  std::ofstream out(path);
-  if (!out) throw Error("cannot write '" + path.string() + "'", {}, kExitRuntime);
-  out << text << "\n";
-}
-
 std::string format_logs(const Logs& logs) {
   std::ostringstream out;
   for (size_t i = 0; i < logs.size(); ++i)
@@ -77,43 +91,92 @@ std::string format_logs(const Logs& logs) {
 
 std::string shape_string(const torch::Tensor& t) { return shape_str(t.sizes().vec()); }
 
-/// The run directory and its append-only files.
+std::string checkpoint_name(const CheckpointInfo& info) {
+  return info.manifest_file.stem().string();
+}
+
+/// "cycle 1, epoch 2, batch 45" of a checkpoint's position.
+std::string position_text(const Json& position) {
+  std::string where = position.find("where") ? position.at("where").as_string() : "";
+  std::string text = "cycle " + std::to_string(position.at("cycle").as_int()) + ", epoch " +
+                     std::to_string(position.at("epoch").as_int());
+  if (where == "epoch end") return text + " end";
+  if (where == "validation") return text + " (during validation)";
+  return text + ", batch " + std::to_string(position.at("batch").as_int()) + " (step " +
+         std::to_string(position.at("step").as_int()) + " of the cycle)";
+}
+
+/// The run directory and its files.
 struct RunFiles {
   fs::path dir;
-  std::shared_ptr<std::ofstream> log, metrics;
+  std::shared_ptr<std::ofstream> log;
+  std::shared_ptr<RunLog> metrics = std::make_shared<RunLog>();
 
-  RunFiles(fs::path run_dir, const Json& cycles, const Json& plugins) : dir(std::move(run_dir)) {
-    std::error_code ec;
-    fs::create_directories(dir / "weights", ec);
-    if (ec)
-      throw Error("cannot create run directory '" + dir.string() + "': " + ec.message(), {},
-                  kExitRuntime);
-    write_file(dir / "config.resolved.json", cycles.dump(2));
-    write_file(dir / "plugins.json", plugins.dump(2));
+  /// Checks that the directory and its subdirectories can be written before anything trains; a
+  /// resumed run appends to metrics.jsonl (cut back to the checkpoint's length later).
+  RunFiles(fs::path run_dir, bool resuming) : dir(std::move(run_dir)) {
+    check_writable_directory(dir);
+    check_writable_directory(dir / "weights");
+    check_writable_directory(dir / "checkpoints");
     log = std::make_shared<std::ofstream>(dir / "log.txt", std::ios::app);
-    metrics = std::make_shared<std::ofstream>(dir / "metrics.jsonl", std::ios::app);
+    if (!*log) throw Error("cannot write '" + (dir / "log.txt").string() + "'", {}, kExitRuntime);
+    metrics->open(dir / "metrics.jsonl", /*fresh=*/!resuming);
   }
+  void write_config(const Json& cycles, const Json& plugins) const {
+    write_file_atomic(dir / "config.resolved.json", cycles.dump(2) + "\n");
+    write_file_atomic(dir / "plugins.json", plugins.dump(2) + "\n");
+  }
+};
+
+/// What a resumed run starts from.
+struct Resume {
+  CheckpointInfo info;
+  State state;
 };
 
 /// Runs the resolved cycles of one run.
 class Runner {
  public:
   Runner(const RunOptions& options, const Registry& registry, const Json& cycles,
-         torch::Device device, uint64_t seed, RunFiles& files)
+         torch::Device device, uint64_t seed, RunFiles& files, std::optional<Resume> resume)
       : options_(options),
         registry_(registry),
         cycles_(cycles),
         device_(device),
         seed_(seed),
-        files_(files) {}
+        files_(files),
+        store_(files.dir),
+        resume_(std::move(resume)) {}
 
   RunResult run(int threads) {
     log("ktf: run directory " + files_.dir.string() + ", device " + device_.str() + ", " +
         std::to_string(threads) + " threads, seed " + std::to_string(seed_));
+    run_started_ = static_cast<int64_t>(std::time(nullptr));
+    size_t first = 0;
     try {
+      if (resume_) {
+        const State& run = resume_->state.child("run");
+        first = static_cast<size_t>(run.at("cycle").as_int());
+        state_.epochs_before = run.at("epochs_before").as_int();
+        state_.steps_before = run.at("steps_before").as_int();
+        run_started_ = run.at("run_started").as_int();
+        const int64_t saved_threads = run.at("threads").as_int();
+        last_checkpoint_ = resume_->info;
+        log("ktf: resuming from checkpoint " + checkpoint_name(resume_->info) + " (" +
+            position_text(resume_->info.manifest.at("position")) + "; written " +
+            resume_->info.manifest.at("written").as_string() + ", " +
+            resume_->info.manifest.at("reason").as_string() + ")");
+        if (saved_threads != threads)
+          log("ktf: warning: the run was checkpointed with " + std::to_string(saved_threads) +
+              " threads and continues with " + std::to_string(threads) +
+              ": results may differ in the last bits from an uninterrupted run (--threads " +
+              std::to_string(saved_threads) + " keeps them equal)");
+        files_.metrics->load_state(resume_->state.child("metrics_log"));
+      }
       CycleBuilder builder(registry_, settings());
       check_every_cycle(builder);
-      for (size_t i = 0; i < cycles_.size(); ++i) run_cycle(builder, i);
+      for (size_t i = 0; i < first; ++i) result_.cycles.push_back({{}, weights_path(i)});
+      for (size_t i = first; i < cycles_.size(); ++i) run_cycle(builder, i);
     } catch (const Error& e) {
       if (e.exit_code() != kExitInterrupted) *files_.log << "error: " << e.what() << std::endl;
       throw;
@@ -132,6 +195,10 @@ class Runner {
   void log(const std::string& line) const {
     if (!options_.quiet) std::cout << line << std::endl;
     *files_.log << line << std::endl;
+  }
+
+  fs::path weights_path(size_t i) const {
+    return files_.dir / "weights" / ("cycle-" + std::to_string(i + 1) + ".pt");
   }
 
   /// Builds every cycle before the first one trains, so that a bad value or a freeze pattern that
@@ -153,6 +220,7 @@ class Runner {
     tc.num_cycles = static_cast<int>(cycles_.size());
     tc.epochs_before = state_.epochs_before;
     tc.steps_before = state_.steps_before;
+    tc.run_started = run_started_;
     auto log_file = files_.log;
     tc.log_sink = [log_file](const std::string& line) { *log_file << line << std::endl; };
     auto metrics = files_.metrics;
@@ -162,7 +230,8 @@ class Runner {
       if (phase == "epoch") ++state_.epochs_in_cycle;
       Json line = Json::object({{"cycle", cycle_number}, {"epoch", epoch + 1}, {"phase", phase}});
       for (const auto& [k, v] : logs) line.set(k, v.to_json());
-      *metrics << line.dump() << std::endl;
+      metrics->write(line.dump() + "\n");
+      metrics->flush();
     };
     return tc;
   }
@@ -199,40 +268,199 @@ class Runner {
     log(cycle.label + ": dry run: train loop, train step and callbacks ran on one batch");
   }
 
+  // ---- checkpoints ----------------------------------------------------------------------------
+
+  /// The engine's side of TrainContext::safe_point(): checkpoint when the policy or a signal says
+  /// so, then stop on SIGINT/SIGTERM.
+  void safe_point(TrainContext& tc, const Cycle& cycle, SafePoint where) {
+    if (tc.resuming)
+      throw Error(
+          "the train loop reached a safe point before calling ctx.restore(), so this "
+          "cycle cannot resume (see ktf/train.h)",
+          cycle.path("train_loop"), kExitRuntime);
+    // Inside an accumulation group the gradients are half-summed: not a point to save.
+    if (where == SafePoint::Step && tc.pending_backwards() > 0) return;
+    if (!tc.device.is_cpu() && (where != SafePoint::Step || ++steps_since_check_ >= 100)) {
+      steps_since_check_ = 0;
+      tc.check_finite();
+    }
+    const bool interrupt = TrainContext::interrupted();
+    const bool requested = checkpoint_requested();
+    const auto minutes = std::chrono::duration<double, std::ratio<60>>(
+                             std::chrono::steady_clock::now() - last_write_)
+                             .count();
+    std::string reason;
+    if (interrupt)
+      reason = "signal";
+    else if (requested)
+      reason = "SIGUSR1";
+    else if (where == SafePoint::EpochEnd && policy_.every_epoch)
+      reason = "epoch end";
+    else if (where == SafePoint::Step && policy_.every_steps &&
+             (state_.steps_before + tc.global_step) % *policy_.every_steps == 0)
+      reason = "every " + std::to_string(*policy_.every_steps) + " steps";
+    else if (where == SafePoint::Step && policy_.every_minutes && minutes >= *policy_.every_minutes)
+      reason = "every " + Json(*policy_.every_minutes).dump() + " minutes";
+    if (reason.empty()) return;
+    if (requested) request_checkpoint(false);
+    const auto info = write_checkpoint(tc, cycle, where, reason);
+    if (interrupt || requested)
+      log(cycle.label + ": checkpoint " + checkpoint_name(info) + " written (" +
+          position_text(info.manifest.at("position")) + ")");
+    if (interrupt)
+      throw Interrupted("interrupted: checkpoint " + checkpoint_name(info) +
+                        " written; continue with --resume " + files_.dir.string());
+  }
+
+  CheckpointInfo write_checkpoint(TrainContext& tc, const Cycle& cycle, SafePoint where,
+                                  const std::string& reason) {
+    tc.check_finite();  // never save the weights of a non-finite step
+    const auto started = std::chrono::steady_clock::now();
+    const char* where_text = where == SafePoint::Step         ? "step"
+                             : where == SafePoint::Validation ? "validation"
+                                                              : "epoch end";
+    State root;
+    State& run = root.child("run");
+    run.set("cycle", static_cast<int64_t>(state_.cycle));
+    run.set("epochs_before", state_.epochs_before);
+    run.set("steps_before", state_.steps_before);
+    run.set("epochs_in_cycle", state_.epochs_in_cycle);
+    run.set("epoch", tc.epoch);
+    run.set("batch", tc.batch);
+    run.set("global_step", tc.global_step);
+    run.set("stop_training", tc.stop_training);
+    run.set("seed", std::to_string(seed_));
+    run.set("threads", static_cast<int64_t>(at::get_num_threads()));
+    run.set("run_started", run_started_);
+    run.set("where", where_text);
+    save_module_state(root.child("model"), *cycle.model);
+    root.set_tensor("optimizer", archive_bytes([&](torch::serialize::OutputArchive& a) {
+                      cycle.optimizer->save(a);
+                    }));
+    each_component(tc, cycle,
+                   [&](const std::vector<std::string>& path, Stateful& c, const std::string& key) {
+                     with_context(path, [&] { c.save_state(root.child(key)); });
+                   });
+    files_.metrics->save_state(root.child("metrics_log"));
+    save_rng_state(root.child("rng"));
+    Json position = Json::object({{"cycle", static_cast<int64_t>(state_.cycle + 1)},
+                                  {"epoch", tc.epoch + 1},
+                                  {"batch", tc.batch + 1},
+                                  {"step", tc.global_step},
+                                  {"run_step", state_.steps_before + tc.global_step},
+                                  {"where", where_text}});
+    CheckpointInfo info = store_.write(root, reason, position, policy_.keep);
+    last_checkpoint_ = info;
+    last_write_ = std::chrono::steady_clock::now();
+    std::ostringstream line;
+    line << "checkpoint " << checkpoint_name(info) << " (" << reason
+         << "): " << position_text(position) << ", " << std::fixed << std::setprecision(1)
+         << static_cast<double>(info.manifest.at("bytes").as_int()) / 1e6 << " MB in "
+         << std::setprecision(2) << std::chrono::duration<double>(last_write_ - started).count()
+         << " s";
+    *files_.log << line.str() << std::endl;
+    return info;
+  }
+
+  /// Every component with checkpoint state, with its config path and its key in the checkpoint.
+  template <class F>
+  void each_component(TrainContext& tc, const Cycle& cycle, F&& fn) {
+    fn(cycle.path("train_loop"), *cycle.loop, "loop");
+    fn(cycle.path("datasets"), *tc.train_data, "train_data");
+    if (tc.valid_data) fn(cycle.path("datasets"), *tc.valid_data, "valid_data");
+    fn(cycle.path("loss"), *tc.loss, "loss");
+    if (tc.lr_schedule) fn(cycle.path("lr_schedule"), *tc.lr_schedule, "lr_schedule");
+    for (size_t i = 0; i < tc.metrics.size(); ++i)
+      fn({cycle.label, "metrics"}, *tc.metrics[i], "metric/" + std::to_string(i));
+    for (size_t i = 0; i < tc.callbacks.size(); ++i)
+      fn(cycle.path("train_loop"), *tc.callbacks[i], "callback/" + std::to_string(i));
+  }
+
+  /// The engine's side of TrainContext::restore() in the resumed cycle.
+  void restore(TrainContext& tc, const Cycle& cycle) {
+    const State& root = resume_->state;
+    const State& run = root.child("run");
+    const std::string source = "checkpoint " + checkpoint_name(resume_->info);
+    with_context({source, "model"}, [&] { load_module_state(root.child("model"), *cycle.model); });
+    with_context({source, "optimizer"}, [&] {
+      load_archive_bytes(root.tensor("optimizer"),
+                         [&](torch::serialize::InputArchive& a) { cycle.optimizer->load(a); });
+    });
+    each_component(
+        tc, cycle, [&](const std::vector<std::string>& path, Stateful& c, const std::string& key) {
+          if (!root.has_child(key))
+            throw Error(source + " has no state for '" + key +
+                            "': the cycle's components differ from the checkpointed run's",
+                        path, kExitRuntime);
+          with_context(path, [&] { c.load_state(root.child(key)); });
+        });
+    tc.epoch = run.at("epoch").as_int();
+    tc.batch = run.at("batch").as_int();
+    tc.global_step = run.at("global_step").as_int();
+    tc.stop_training = run.at("stop_training").as_bool();
+    state_.epochs_in_cycle = run.at("epochs_in_cycle").as_int();
+    load_rng_state(root.child("rng"));  // last: nothing above may draw from it
+    log(cycle.label + ": resumed at " + position_text(resume_->info.manifest.at("position")));
+  }
+
   void run_cycle(CycleBuilder& builder, size_t i) {
     const std::string label = "cycle " + std::to_string(i + 1);
-    log("== " + label + " of " + std::to_string(cycles_.size()) + " ==");
+    const bool resuming =
+        resume_ && i == static_cast<size_t>(resume_->state.child("run").at("cycle").as_int());
+    log("== " + label + " of " + std::to_string(cycles_.size()) + (resuming ? " (resumed)" : "") +
+        " ==");
     Cycle cycle = builder.build(cycles_, i, BuildStage::Training);
     log_model(cycle);
     state_.cycle = i;
     state_.epochs_in_cycle = 0;
+    policy_ = CheckpointPolicy::from_json(cycle.config.at("checkpoint"));
     TrainContext tc = context_for(cycle);
+    tc.stop_on_nonfinite = policy_.stop_on_nonfinite;
     if (options_.dry_run) {
       dry_run(cycle, tc);
       result_.cycles.push_back({});
       return;
     }
+    tc.resuming = resuming;
+    tc.restore_hook = [&] {
+      if (tc.resuming) restore(tc, cycle);
+    };
+    tc.safe_point_hook = [&](SafePoint where) { safe_point(tc, cycle, where); };
+    last_write_ = std::chrono::steady_clock::now();
     Logs logs;
     try {
       logs = with_context(cycle.path("train_loop"), [&] { return cycle.loop->run(tc); });
     } catch (const Error& e) {
       if (e.exit_code() != kExitRuntime) throw;
-      throw Error(e.message() + " (epoch " + std::to_string(tc.epoch + 1) + ", batch " +
-                      std::to_string(tc.batch + 1) + ")",
+      std::string hint;
+      if (last_checkpoint_)
+        hint = "; the last checkpoint is " + checkpoint_name(*last_checkpoint_) + " (" +
+               position_text(last_checkpoint_->manifest.at("position")) +
+               "): continue from it with --resume " + files_.dir.string();
+      throw Error(e.message() + " (cycle " + std::to_string(i + 1) + ", epoch " +
+                      std::to_string(tc.epoch + 1) + ", batch " + std::to_string(tc.batch + 1) +
+                      ", step " + std::to_string(tc.global_step) + ")" + hint,
                   e.path(), e.exit_code());
     }
+    if (tc.resuming)
+      throw Error(
+          "the train loop never called ctx.restore(), so this cycle cannot resume (see "
+          "ktf/train.h)",
+          cycle.path("train_loop"), kExitRuntime);
+    resume_.reset();  // the state has been loaded; later cycles start fresh
+    tc.check_finite();
     state_.epochs_before += state_.epochs_in_cycle;
     state_.steps_before += tc.global_step;
     CycleResult cr;
     cr.logs = logs;
-    cr.weights = files_.dir / "weights" / ("cycle-" + std::to_string(i + 1) + ".pt");
-    torch::save(std::static_pointer_cast<torch::nn::Module>(cycle.model), cr.weights.string());
+    cr.weights = weights_path(i);
+    std::ostringstream weights;
+    torch::save(std::static_pointer_cast<torch::nn::Module>(cycle.model), weights);
+    write_file_atomic(cr.weights, weights.str());
     result_.cycles.push_back(cr);
     if (TrainContext::interrupted()) {
-      tc.save_checkpoint("interrupted");
-      log(label + ": interrupted; weights saved to " + cr.weights.string() +
-          " and a checkpoint to " + (files_.dir / "checkpoints").string());
-      throw Interrupted();
+      log(label + ": interrupted at the end of the cycle; weights saved to " + cr.weights.string());
+      throw Interrupted("interrupted: continue with --resume " + files_.dir.string());
     }
     log(label + ": done" + (logs.empty() ? "" : " - " + format_logs(logs)) + "; weights saved to " +
         cr.weights.string());
@@ -244,8 +472,15 @@ class Runner {
   torch::Device device_;
   uint64_t seed_;
   RunFiles& files_;
+  CheckpointStore store_;
+  std::optional<Resume> resume_;
+  std::optional<CheckpointInfo> last_checkpoint_;
+  CheckpointPolicy policy_;
+  std::chrono::steady_clock::time_point last_write_ = std::chrono::steady_clock::now();
+  int64_t steps_since_check_ = 0;
+  int64_t run_started_ = 0;
   /// Where the run is: the one place its position lives (within a cycle, the TrainContext holds
-  /// the epoch and step, the streams their data position, libtorch's generator the RNG).
+  /// the epoch and step, the loop and the streams their position, libtorch's generator the RNG).
   struct RunState {
     size_t cycle = 0;             ///< the cycle being trained (0-based)
     int64_t epochs_before = 0;    ///< epochs of the finished cycles
@@ -254,6 +489,23 @@ class Runner {
   } state_;
   RunResult result_;
 };
+
+/// Plugins whose version or file changed since the run started ("/<name>/version" etc.).
+std::vector<JsonChange> plugin_changes(const Json& before, const Json& after) {
+  auto by_name = [](const Json& list) {
+    Json out = Json::object();
+    if (!list.is_array()) return out;
+    for (const auto& p : list.as_array()) {
+      if (!p.is_object() || !p.find("name")) continue;
+      Json entry = Json::object();
+      for (const char* key : {"version", "fnv1a64", "sdk_version", "torch_version"})
+        if (const Json* v = p.find(key)) entry.set(key, *v);
+      out.set(p.at("name").as_string(), entry);
+    }
+    return out;
+  };
+  return json_diff(by_name(before), by_name(after));
+}
 
 }  // namespace
 
@@ -291,19 +543,93 @@ Environment::Environment(RunOptions options, Registry& registry)
 torch::Device Environment::device() const { return resolve_device(options_.device); }
 
 RunResult Environment::run(Json config) {
+  fs::path run_dir = options_.output_dir;
+  std::optional<Resume> resume;
+  const bool auto_resume = options_.resume == "auto";
+  if (!options_.resume.empty()) {
+    if (!auto_resume) run_dir = options_.resume;
+    if (run_dir.empty())
+      throw Error("--resume auto needs --output-dir DIR: the directory a restart finds the run in");
+    std::error_code ec;
+    if (!auto_resume && !fs::is_directory(run_dir, ec))
+      throw Error("--resume '" + run_dir.string() + "': no such run directory");
+    std::vector<std::string> skipped;
+    auto info =
+        CheckpointStore(run_dir).newest([&](const std::string& line) { skipped.push_back(line); });
+    for (const auto& line : skipped) std::cerr << "ktf: " << line << "\n";
+    if (info) {
+      resume = Resume{*info, CheckpointStore(run_dir).read(*info)};
+    } else if (!auto_resume) {
+      throw Error("--resume '" + run_dir.string() +
+                  "': it holds no complete checkpoint (--resume auto starts a fresh run there "
+                  "instead)");
+    }
+  }
+  Json stored;
+  if (resume) {
+    const fs::path stored_path = run_dir / "config.resolved.json";
+    std::error_code ec;
+    if (!fs::exists(stored_path, ec))
+      throw Error("--resume '" + run_dir.string() + "': config.resolved.json is missing");
+    stored = Json::parse_file(stored_path.string());
+    if (config.is_null()) config = stored;
+  }
+  if (config.is_null()) throw Error("no config given (-c CONFIG)");
   for (const auto& o : options_.overrides) apply_override(config, o);
   // Every value of every cycle is checked against the specs before anything is built.
-  const Json cycles = resolve_config(config, registry_);
+  Json cycles = resolve_config(config, registry_);
+  uint64_t seed = options_.seed.value_or(0);
+  if (resume) {
+    std::vector<JsonChange> changes;
+    for (auto& c : json_diff(stored, cycles)) {
+      // Checkpoint settings may change on a resume (they do not change the training).
+      const auto slash = c.pointer.find('/', 1);
+      if (slash != std::string::npos && c.pointer.compare(slash, 11, "/checkpoint") == 0 &&
+          (c.pointer.size() == slash + 11 || c.pointer[slash + 11] == '/'))
+        continue;
+      changes.push_back(c);
+    }
+    const uint64_t saved_seed = std::stoull(resume->state.child("run").at("seed").as_string());
+    if (options_.seed && *options_.seed != saved_seed)
+      changes.push_back(
+          {"(--seed)", Json(std::to_string(saved_seed)), Json(std::to_string(*options_.seed))});
+    seed = saved_seed;
+    auto plugins =
+        plugin_changes(Json::parse_file((run_dir / "plugins.json").string()), options_.plugins);
+    std::string text;
+    if (!changes.empty())
+      text +=
+          "the config differs from the run's (config.resolved.json):\n" + format_changes(changes);
+    if (!plugins.empty())
+      text += "the plugins differ from the run's (plugins.json; name/field):\n" +
+              format_changes(plugins);
+    if (!text.empty()) {
+      if (!options_.allow_config_change)
+        throw Error("cannot resume '" + run_dir.string() + "': " + text +
+                    "pass --allow-config-change to resume anyway (the result will not equal an "
+                    "uninterrupted run of either config)");
+      std::cerr << "ktf: resuming with changes (--allow-config-change): " << text;
+    }
+  } else if (!run_dir.empty() && CheckpointStore(run_dir).holds_any()) {
+    if (!auto_resume)
+      throw Error("'" + run_dir.string() +
+                  "' already holds a run with checkpoints: continue it with --resume " +
+                  run_dir.string() + " (or --resume auto), or choose another --output-dir");
+    std::cerr << "ktf: '" << run_dir.string()
+              << "' holds no complete checkpoint: starting a fresh run there\n";
+    CheckpointStore(run_dir).clear();
+  }
   const torch::Device device = this->device();
   const int threads = configure_threads(options_.threads);
-  const uint64_t seed = options_.seed.value_or(0);
   torch::manual_seed(seed);
-  RunFiles files(
-      options_.output_dir.empty() ? default_run_dir(options_.config_name) : options_.output_dir,
-      cycles, options_.plugins);
-  SignalScope signals;
+  SignalScope signals;  // before the first file is written (SIGXFSZ)
+  if (resume) CheckpointStore(run_dir).discard_after(resume->info.sequence);
+  RunFiles files(run_dir.empty() ? default_run_dir(options_.config_name) : run_dir,
+                 resume.has_value());
+  if (!resume || options_.allow_config_change) files.write_config(cycles, options_.plugins);
   try {
-    RunResult result = Runner(options_, registry_, cycles, device, seed, files).run(threads);
+    RunResult result =
+        Runner(options_, registry_, cycles, device, seed, files, std::move(resume)).run(threads);
     result.run_dir = files.dir;
     return result;
   } catch (const c10::Error& e) {

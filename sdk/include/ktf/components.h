@@ -15,7 +15,9 @@
 //   Transform    -> augmentation applied to a whole batch
 //
 // The training protocol (what a train step returns, the backward/step service, when each callback
-// hook runs and how long gradients live) is described in ktf/train.h.
+// hook runs and how long gradients live) is described in ktf/train.h. Every interface but Dataset,
+// Network, Optimizer and Transform derives from ktf::Stateful (ktf/state.h): a component with state
+// of its own saves and restores it for checkpoints; stateless ones need do nothing.
 //
 // Example network:
 //
@@ -38,6 +40,7 @@
 #include <vector>
 
 #include "ktf/spec.h"
+#include "ktf/state.h"
 
 namespace ktf {
 
@@ -76,7 +79,7 @@ std::optional<double> find_log(const Logs& logs, const std::string& key);
 void set_log(Logs& logs, const std::string& key, LogValue value);
 
 /// One pass over a split, batch by batch. Streams are restarted by start_epoch().
-class BatchStream {
+class BatchStream : public Stateful {
  public:
   virtual ~BatchStream() = default;
   /// Restarts the stream for `epoch` (shuffling is a function of the seed and the epoch).
@@ -87,9 +90,8 @@ class BatchStream {
   virtual int64_t num_batches() const = 0;
   /// Examples per epoch, or -1 when unknown.
   virtual int64_t num_examples() const = 0;
-  /// Position within the data order, for exact resume: restore_state(state()) continues here.
-  virtual Json state() const { return Json(); }
-  virtual void restore_state(const Json& /*state*/) {}
+  // save_state / load_state (Stateful): the position within the data order, so that a stream
+  // loaded with a saved state yields the batches the saved one would have yielded next.
 };
 
 class Dataset {
@@ -130,7 +132,7 @@ class Network : public torch::nn::Module {
   virtual torch::Tensor forward(torch::Tensor input) = 0;
 };
 
-class Loss {
+class Loss : public Stateful {
  public:
   virtual ~Loss() = default;
   /// A scalar loss for a batch. `output` is the network output, `target` the batch target.
@@ -152,18 +154,16 @@ class FlatGradients {
   virtual void zero_gradients() = 0;
 };
 
-class LrSchedule {
+class LrSchedule : public Stateful {
  public:
   virtual ~LrSchedule() = default;
   /// Called after every optimizer step; `step` counts steps since the cycle began.
   virtual void on_batch_end(int64_t /*step*/) {}
   /// Called after every epoch with that epoch's logs (for reduce-on-plateau).
   virtual void on_epoch_end(int64_t /*epoch*/, const Logs& /*logs*/) {}
-  virtual Json state() const { return Json(); }
-  virtual void restore_state(const Json& /*state*/) {}
 };
 
-class Metric {
+class Metric : public Stateful {
  public:
   virtual ~Metric() = default;
   /// The log key, e.g. "accuracy" (validation logs prefix it with "val_").
@@ -183,7 +183,7 @@ class Metric {
 ///   on_epoch_begin, then per batch: on_batch_begin, on_after_backward (once per optimizer step,
 ///   gradients intact), on_batch_end; then validation, then on_epoch_end.
 /// on_train_begin / on_train_end frame the cycle. See ktf/train.h for what each hook may read.
-class Callback {
+class Callback : public Stateful {
  public:
   virtual ~Callback() = default;
   virtual void on_train_begin(TrainContext& /*ctx*/) {}
@@ -203,7 +203,7 @@ class Callback {
   virtual bool shows_progress() const { return false; }
 };
 
-class TrainLoop {
+class TrainLoop : public Stateful {
  public:
   virtual ~TrainLoop() = default;
   /// Applies what must hold before the first step (freezing). Also used by --dry-run.
@@ -231,7 +231,7 @@ struct StepResult {
   StepResult& add(const std::string& name, double value);
 };
 
-class TrainStep {
+class TrainStep : public Stateful {
  public:
   virtual ~TrainStep() = default;
   /// One batch: forward, loss, and ctx.backward_and_step(loss) (see ktf/train.h).

@@ -34,7 +34,8 @@
 //
 // Determinism: the order of epoch e is a function of (seed, e) only, and the randomness of the
 // transforms of batch b of epoch e is a function of (seed, e, b) only. So two runs with the same
-// seed give identical batches, and restore_state(state()) continues with identical batches.
+// seed give identical batches, and a stream loaded with a saved state (load_state) continues with
+// identical batches.
 #pragma once
 
 #include "ktf/components.h"
@@ -182,8 +183,9 @@ class PrefetchStream : public BatchStream {
 
   void start_epoch(int64_t epoch) override;
   std::optional<Batch> next() override;
-  Json state() const override;
-  void restore_state(const Json& state) override;
+  /// The epoch and the batches served: a stream loaded with it goes on from there.
+  void save_state(State& state) override;
+  void load_state(const State& state) override;
 
  protected:
   /// The batches of `epoch` from batch index `position` on.

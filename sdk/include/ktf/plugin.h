@@ -24,7 +24,7 @@
 #include "ktf/version.h"
 
 /// Bumped whenever PluginDescriptor, Registrar or a component interface changes incompatibly.
-#define KTF_ABI_VERSION 3
+#define KTF_ABI_VERSION 4
 
 #define KTF_DETAIL_STR2(x) #x
 #define KTF_DETAIL_STR(x) KTF_DETAIL_STR2(x)

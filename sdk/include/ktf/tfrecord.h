@@ -25,6 +25,10 @@ uint32_t crc32c(std::string_view data);
 /// TensorFlow's masked CRC: ((crc >> 15) | (crc << 17)) + 0xa282ead8.
 uint32_t masked_crc32c(std::string_view data);
 
+/// One record framed as a TFRecord file stores it: length, masked CRC of the length, the data,
+/// masked CRC of the data (for writers that keep the bytes themselves, e.g. in a ktf::RunLog).
+std::string tfrecord_frame(std::string_view record);
+
 class TFRecordWriter {
  public:
   /// Opens `path` for writing (truncates). `gzip` writes a GZIP stream as TensorFlow does.

@@ -19,6 +19,16 @@
 //     return ktf::StepResult{loss.detach(), out.detach()}.add("lambda", lam);
 //   }
 //
+// Checkpoints and resume: a loop calls ctx.restore() once, after on_train_begin and before its
+// first epoch (when the cycle resumes, every component's state is loaded there), and
+// ctx.safe_point() between batches: after each training batch's on_batch_end (SafePoint::Step),
+// after each validation batch (SafePoint::Validation) and after on_epoch_end (SafePoint::EpochEnd).
+// At a safe point the engine may write a checkpoint (every N steps or T minutes, at epoch ends,
+// on SIGUSR1), stop the run after writing one (SIGINT, SIGTERM: it throws ktf::Interrupted, which
+// the loop lets through) or stop it on a non-finite loss. A loop's position (epoch, batch, the
+// running sums of the epoch) is its own state (Stateful): run() continues from what load_state()
+// restored. See docs/reliability.md.
+//
 // Gradients' lifetime: backward_and_step() clears every gradient before the first backward of an
 // optimizer step (of an accumulation group), so gradients never leak between steps. They are
 // intact from the last backward of the group until the optimizer step: that is when
@@ -41,6 +51,13 @@
 namespace ktf {
 
 /// How backward_and_step() turns losses into optimizer steps.
+/// Where a loop is when it calls TrainContext::safe_point().
+enum class SafePoint {
+  Step,        ///< after a training batch's on_batch_end
+  Validation,  ///< after a validation batch (only a signal checkpoints here)
+  EpochEnd     ///< after on_epoch_end
+};
+
 struct StepSettings {
   int64_t accumulation = 1;              ///< batches whose gradients are summed per step (>= 1)
   std::optional<double> clip_grad_norm;  ///< clip the global L2 gradient norm; null = off
@@ -86,6 +103,16 @@ class TrainContext {
   /// (TensorBoard) can number epochs and steps continuously across cycles.
   int64_t epochs_before = 0;
   int64_t steps_before = 0;
+  /// True while a resumed cycle starts: on_train_begin runs before the checkpoint's state is
+  /// loaded (restore()), so a callback that opens a log file appends to it instead of emptying it
+  /// (RunLog::open(path, !ctx.resuming)). False on a fresh cycle and after restore().
+  bool resuming = false;
+  /// When the run first started (Unix seconds; kept by resumed runs): a stable name part for
+  /// files a run keeps appending to (TensorBoard event files).
+  int64_t run_started = 0;
+  /// Stop on a NaN or Inf loss (the cycle's checkpoint.stop_on_nonfinite). On the CPU the loss
+  /// is checked before backward; on a GPU the check is read at the next safe point.
+  bool stop_on_nonfinite = true;
   /// Memory format the model's 4-D inputs should have (see choose_memory_format); loops pass
   /// every batch input through to_device().
   torch::MemoryFormat input_format = torch::MemoryFormat::Contiguous;
@@ -116,23 +143,39 @@ class TrainContext {
   /// Appends {"cycle","epoch","phase",...logs} to metrics.jsonl; `epoch` is 0-based (as the
   /// hooks get it), the line counts cycles and epochs from 1.
   void record(const std::string& phase, int64_t epoch, const Logs& logs) const;
-  /// True once SIGINT/SIGTERM was received: loops stop after the current batch.
+  /// True once SIGINT/SIGTERM was received: the next safe point checkpoints and stops.
   static bool interrupted();
-  /// Saves model, optimizer and position to run_dir/checkpoints/ atomically.
-  void save_checkpoint(const std::string& tag) const;
+
+  /// Loads the checkpoint's state into every component when this cycle resumes (a no-op on a
+  /// fresh cycle). Loops call it once, after on_train_begin and before the first epoch.
+  void restore();
+  /// A point between batches where the engine may checkpoint or stop the run (see the top of
+  /// this file). Throws ktf::Interrupted (exit code 130) after a signal's checkpoint.
+  void safe_point(SafePoint where);
+  /// Throws ktf::Error (exit code 1) when a loss seen by backward_and_step() was NaN or Inf
+  /// (waits for the device). The engine calls it before every checkpoint.
+  void check_finite();
 
   /// Set by the engine: appends a line to log.txt.
   std::function<void(const std::string&)> log_sink;
   std::function<void(const std::string&, int64_t, const Logs&)> record_sink;
+  std::function<void()> restore_hook;
+  std::function<void(SafePoint)> safe_point_hook;
 
  private:
   void apply_gradients(const StepSettings& settings, double scale);
+  void note_loss(const torch::Tensor& loss);
   int64_t pending_ = 0;
   StepSettings active_;
+  torch::Tensor nonfinite_;  ///< device flag: a loss was not finite (GPU, read at safe points)
 };
 
 /// Sets or clears the interrupt flag (used by the signal handler and tests).
 void request_interrupt(bool value = true);
+/// Sets or clears the checkpoint request (SIGUSR1): the next safe point writes a checkpoint and
+/// training goes on.
+void request_checkpoint(bool value = true);
+bool checkpoint_requested();
 
 /// Seconds since this process started (from /proc; -1 where unavailable). Used to report the
 /// start-up time to the first training step.

@@ -11,7 +11,9 @@
 // Cycles are numbered from 1 in messages; JSON Pointers count from 0 as RFC 6901 says.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "ktf/json.h"
 #include "ktf/registry.h"
@@ -38,6 +40,18 @@ Json resolve_component(const Json& component, Kind kind, const Registry& registr
 
 /// Validates the whole config and returns the list of resolved cycles.
 Json resolve_config(const Json& config, const Registry& registry);
+
+/// One difference between two JSON documents, at an RFC 6901 pointer ("/1/optimizer/..."). A
+/// value only one side has is missing (std::nullopt) on the other.
+struct JsonChange {
+  std::string pointer;
+  std::optional<Json> before, after;
+};
+/// Every leaf that differs between `before` and `after` (objects by key, arrays by index), in
+/// document order.
+std::vector<JsonChange> json_diff(const Json& before, const Json& after);
+/// "  /0/loss/...: 1 -> 2" lines (values shortened to `max_value` characters).
+std::string format_changes(const std::vector<JsonChange>& changes, size_t max_value = 80);
 
 /// JSON Schema (draft-04) of configs accepted by the loaded components.
 Json json_schema(const Registry& registry);

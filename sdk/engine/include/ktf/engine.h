@@ -3,6 +3,7 @@
 // convert and view. Plugins never include it: they see the SDK alone (ktf/ktf.h).
 #pragma once
 
+#include "ktf/checkpoint.h"
 #include "ktf/config.h"
 #include "ktf/convert.h"
 #include "ktf/cycle.h"

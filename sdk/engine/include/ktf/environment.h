@@ -33,6 +33,13 @@ struct RunOptions {
   std::vector<std::string> overrides;  ///< "POINTER=JSON", applied before validation
   std::string config_name = "config";  ///< used for the default output dir
   Json plugins = Json::array();        ///< written to plugins.json
+  /// "" = a fresh run; a run directory = continue it from its newest complete checkpoint, with
+  /// its stored config unless one is given; "auto" = resume output_dir when it holds a complete
+  /// checkpoint, else start fresh there (one command line for a first start and every restart).
+  std::string resume;
+  /// Resume even though the config (or --seed) or the plugins differ from the run's; the
+  /// differences are printed either way.
+  bool allow_config_change = false;
 };
 
 struct CycleResult {
@@ -45,10 +52,11 @@ struct RunResult {
   std::vector<CycleResult> cycles;
 };
 
-/// Thrown when training stopped on SIGINT (a checkpoint has been written). Exit code 130.
+/// Thrown when training stopped on SIGINT or SIGTERM after writing a checkpoint. Exit code 130.
 class Interrupted : public Error {
  public:
-  Interrupted() : Error("interrupted", {}, kExitInterrupted) {}
+  explicit Interrupted(std::string message = "interrupted")
+      : Error(std::move(message), {}, kExitInterrupted) {}
 };
 
 class Environment {
@@ -56,7 +64,8 @@ class Environment {
   explicit Environment(RunOptions options = {}, Registry& registry = Registry::global());
 
   /// Validates the whole config, builds every cycle once to check it, then builds and trains each
-  /// cycle. Throws ktf::Error; a failed run's log.txt ends with the error.
+  /// cycle (from the checkpoint when resuming). Throws ktf::Error; a failed run's log.txt ends
+  /// with the error. `config` may be null when resuming a run directory (its stored config).
   RunResult run(Json config);
   /// The device `options.device` resolves to.
   torch::Device device() const;
