@@ -138,7 +138,6 @@ void LoopRunner::add_metric_logs(TrainContext& ctx, int64_t epoch, const std::st
     out << line.dump() << "\n";
     out.close();
     if (!out) throw Error("cannot write '" + path.string() + "'", {}, kExitRuntime);
-    report_sizes_[path.string()] = 0;  // its length is taken at the next checkpoint
   }
 }
 
@@ -200,8 +199,14 @@ void LoopRunner::train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs, bool 
   if (pass.have_outputs) add_metric_logs(ctx, epoch, "train", "", logs);
 }
 
-void LoopRunner::validate(TrainContext& ctx, int64_t epoch, Logs& logs) {
+void LoopRunner::validate(TrainContext& ctx, int64_t epoch, Logs& logs, bool resumed) {
   torch::NoGradGuard no_grad;
+  // Validation draws nothing from the run's RNGs as far as training can tell (a model that samples
+  // in eval mode): they are put back afterwards, and a resumed validation starts from them again.
+  if (resumed)
+    load_rng_state(rng_before_validation_);
+  else
+    rng_before_validation_ = State(), save_rng_state(rng_before_validation_);
   ctx.model->eval();
   for (auto& m : ctx.metrics) m->reset();
   auto& data = *ctx.valid_data;
@@ -221,9 +226,23 @@ void LoopRunner::validate(TrainContext& ctx, int64_t epoch, Logs& logs) {
     for (auto& m : ctx.metrics) m->update(output, target);
     ctx.safe_point(SafePoint::Validation);  // a signal checkpoints here; validation is redone
   }
+  load_rng_state(rng_before_validation_);
   if (pass.batches == 0) return;
   set_log(logs, "val_loss", pass.loss_sum.item<double>() / static_cast<double>(pass.examples));
   add_metric_logs(ctx, epoch, "validation", "val_", logs);
+}
+
+void LoopRunner::restore_report_files(TrainContext& ctx) {
+  for (const auto& [file, size] : report_restore_) {
+    const auto path = resolve_run_path(ctx.run_dir, file);
+    std::error_code ec;
+    const auto have = static_cast<int64_t>(std::filesystem::file_size(path, ec));
+    if (ec) continue;
+    if (have > size) std::filesystem::resize_file(path, static_cast<uintmax_t>(size), ec);
+    if (ec)
+      throw Error("cannot truncate '" + path.string() + "': " + ec.message(), {}, kExitRuntime);
+  }
+  report_restore_.clear();
 }
 
 Logs LoopRunner::run(TrainContext& ctx) {
@@ -232,6 +251,7 @@ Logs LoopRunner::run(TrainContext& ctx) {
   ctx.stop_training = false;
   ctx.step_settings = StepSettings{options_.grad_accumulation, options_.clip_grad_norm};
   ctx.callbacks = callbacks_;
+  run_dir_ = ctx.run_dir;
   ctx.num_epochs = ctx.dry_run ? 1 : options_.num_epochs;  // --dry-run: one epoch of one batch
   ctx.steps_per_epoch =
       options_.steps_per_epoch
@@ -243,8 +263,22 @@ Logs LoopRunner::run(TrainContext& ctx) {
   phase_ = Phase::Done;
   epoch_ = -1;
   resumed_ = false;
-  report_sizes_.clear();
+  report_files_.clear();
+  for (auto& m : ctx.metrics) {
+    const std::string file = m->report_file();
+    if (!file.empty() && !ctx.run_dir.empty() &&
+        std::find(report_files_.begin(), report_files_.end(), file) == report_files_.end())
+      report_files_.push_back(file);
+  }
+  // A run's report files hold its own rows: a fresh run (also one started again in the directory
+  // of an attempt that died before its first checkpoint) starts them empty.
+  if (ctx.cycle == 0 && !ctx.resuming)
+    for (const auto& file : report_files_) {
+      std::error_code ec;
+      std::filesystem::resize_file(resolve_run_path(ctx.run_dir, file), 0, ec);
+    }
   ctx.restore();  // a resumed cycle: load_state() set the position below
+  restore_report_files(ctx);
   Logs logs = resumed_ ? logs_ : Logs();
   bool within = resumed_ && phase_ != Phase::Done;  // resumed inside epoch epoch_
   int64_t epoch = resumed_ ? (within ? epoch_ : epoch_ + 1) : 0;
@@ -254,6 +288,7 @@ Logs LoopRunner::run(TrainContext& ctx) {
     epoch_ = epoch;
     if (!within)
       for (auto& cb : callbacks_) cb->on_epoch_begin(ctx, epoch);
+    bool resumed_validation = within && phase_ == Phase::Validate;
     if (!within || phase_ == Phase::Train)
       train_epoch(ctx, epoch, logs, within);
     else
@@ -263,7 +298,8 @@ Logs LoopRunner::run(TrainContext& ctx) {
     logs_ = logs;
     const bool last = epoch + 1 == ctx.num_epochs || ctx.stop_training;
     if (ctx.valid_data && (last || (epoch + 1) % options_.valid_freq == 0))
-      validate(ctx, epoch, logs);
+      validate(ctx, epoch, logs, resumed_validation);
+    resumed_validation = false;
     set_log(logs, "lr", current_lr(*ctx.optimizer));  // before the schedule's epoch update
     Logs recorded = logs;  // metrics.jsonl also gets the training pass's timing
     recorded.emplace_back("train_seconds", last_timing_.seconds);
@@ -343,12 +379,15 @@ void LoopRunner::save_state(State& s) {
   s.set("timing_batches", last_timing_.batches);
   s.set_number("first_step", first_step_);
   Json reports = Json::object();
-  for (auto& [path, size] : report_sizes_) {
+  for (const auto& file : report_files_) {
+    const auto path = resolve_run_path(run_dir_, file);
     std::error_code ec;
-    size = static_cast<int64_t>(std::filesystem::file_size(path, ec));
-    if (!ec) reports.set(path, size);
+    const auto size = std::filesystem::file_size(path, ec);
+    reports.set(file, ec ? int64_t{0} : static_cast<int64_t>(size));
+    if (!ec) sync_file(path);
   }
   s.set("reports", reports);
+  if (phase_ == Phase::Validate) s.child("rng_before_validation") = rng_before_validation_;
   step_->save_state(s.child("step"));
 }
 
@@ -371,13 +410,10 @@ void LoopRunner::load_state(const State& s) {
   last_timing_ = {seconds_before_, s.at("timing_examples").as_int(),
                   s.at("timing_batches").as_int()};
   first_step_ = s.number("first_step");
-  for (const auto& [path, size] : s.at("reports").as_object()) {
-    std::error_code ec;
-    const auto have = std::filesystem::file_size(path, ec);
-    if (!ec && static_cast<int64_t>(have) > size.as_int())
-      std::filesystem::resize_file(path, static_cast<uintmax_t>(size.as_int()), ec);
-    report_sizes_[path] = size.as_int();
-  }
+  report_restore_.clear();
+  for (const auto& [file, size] : s.at("reports").as_object())
+    report_restore_.emplace_back(file, size.as_int());
+  if (phase_ == Phase::Validate) rng_before_validation_ = s.child("rng_before_validation");
   step_->load_state(s.child("step"));
   resumed_ = true;
 }

@@ -96,11 +96,19 @@ class LoopRunner : public TrainLoop {
   Logs logs_;                  ///< the epoch's logs once its training pass is done
   double seconds_before_ = 0;  ///< training seconds of this epoch before a resume
   std::chrono::steady_clock::time_point pass_started_ = std::chrono::steady_clock::now();
-  std::map<std::string, int64_t> report_sizes_;  ///< report files written, their lengths
+  /// The metrics' report files (relative to the run directory) and, after a resume, the lengths
+  /// they had at the checkpoint.
+  std::vector<std::string> report_files_;
+  std::filesystem::path run_dir_;
+  std::vector<std::pair<std::string, int64_t>> report_restore_;
+  /// The RNGs when validation started: validation leaves them as it found them, and a run resumed
+  /// during validation starts it again from them.
+  State rng_before_validation_;
+  void restore_report_files(TrainContext& ctx);
   Timing last_timing_;
   double first_step_ = -1;  ///< seconds from process start to the run's first step, once
   void train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs, bool resume);
-  void validate(TrainContext& ctx, int64_t epoch, Logs& logs);
+  void validate(TrainContext& ctx, int64_t epoch, Logs& logs, bool resumed);
   void add_metric_logs(TrainContext& ctx, int64_t epoch, const std::string& phase,
                        const std::string& prefix, Logs& logs);
   Logs running_logs(const Pass& pass);

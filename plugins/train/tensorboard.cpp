@@ -47,18 +47,17 @@ double now_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-/// One events.out.tfevents.* file. Its name is fixed for a run and cycle (the run's start time,
-/// the host, the cycle), so a resumed cycle appends to the file it wrote before, cut back to the
-/// checkpoint's length (RunLog), and a cycle started again after a crash replaces it.
+/// One events.out.tfevents.* file. Its name is fixed for a run and cycle (the run's first start
+/// time and the cycle; not the host, which a restarted job may not keep), so a resumed cycle
+/// appends to the file it wrote before, cut back to the checkpoint's length (RunLog), and a cycle
+/// started again after a crash replaces it.
 class EventWriter {
  public:
   EventWriter(const fs::path& dir, const TrainContext& ctx, bool fresh) {
-    char host[256] = "localhost";
-    ::gethostname(host, sizeof host - 1);
     char cycle[16];
     std::snprintf(cycle, sizeof cycle, "%03d", ctx.cycle + 1);
-    const std::string name = "events.out.tfevents." + std::to_string(ctx.run_started) + "." + host +
-                             ".ktf-cycle-" + cycle;
+    const std::string name =
+        "events.out.tfevents." + std::to_string(ctx.run_started) + ".ktf-cycle-" + cycle;
     file_.open(dir / name, fresh);
     if (fresh) {
       tensorflow::Event e;

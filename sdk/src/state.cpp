@@ -1,5 +1,8 @@
 #include "ktf/state.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <sstream>
 
 #include "ktf/error.h"
@@ -204,6 +208,36 @@ void load_module_state(const State& state, torch::nn::Module& module) {
   for (auto& b : module.named_buffers()) copy_into(buffers, "buffer", b.key(), b.value());
 }
 
+void save_rng_state(State& state) {
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    state.set_tensor("cpu", gen.get_state());
+  }
+  int64_t devices = torch::cuda::is_available() ? torch::cuda::device_count() : 0;
+  state.set("cuda_devices", devices);
+  for (int64_t i = 0; i < devices; ++i) {
+    auto gen = at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, i));
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    state.set_tensor("cuda" + std::to_string(i), gen.get_state());
+  }
+}
+
+void load_rng_state(const State& state) {
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state.tensor("cpu"));
+  }
+  int64_t saved = state.at("cuda_devices").as_int();
+  int64_t devices = torch::cuda::is_available() ? torch::cuda::device_count() : 0;
+  for (int64_t i = 0; i < std::min(saved, devices); ++i) {
+    auto gen = at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, i));
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state.tensor("cuda" + std::to_string(i)));
+  }
+}
+
 // ---- files -------------------------------------------------------------------------------------
 
 namespace {
@@ -228,6 +262,13 @@ int write_all(int fd, const char* data, size_t size) {
 }
 
 }  // namespace
+
+void sync_file(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
 
 void sync_directory(const fs::path& dir) {
   int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -345,13 +386,11 @@ void RunLog::load_state(const State& state) {
   const int64_t size = state.at("size").as_int();
   close();
   std::error_code ec;
-  const auto have = fs::exists(path, ec) ? static_cast<int64_t>(fs::file_size(path, ec)) : -1;
-  if (have < size)
-    throw Error("'" + path.string() + "' has " + std::to_string(std::max<int64_t>(have, 0)) +
-                    " bytes, but the checkpoint recorded " + std::to_string(size) +
-                    " (was it changed or removed after the checkpoint?)",
-                {}, kExitRuntime);
-  if (::truncate(path.c_str(), size) != 0) io_error("truncate", path, errno);
+  const auto have = fs::exists(path, ec) ? static_cast<int64_t>(fs::file_size(path, ec)) : 0;
+  // Shorter than at the checkpoint: a later cycle replaced the file (it will again) or it was
+  // edited. It is continued as it is; only what was written after the checkpoint is cut.
+  shorter_ = have < size;
+  if (!shorter_ && ::truncate(path.c_str(), size) != 0) io_error("truncate", path, errno);
   open(path, /*fresh=*/false);
 }
 

@@ -32,6 +32,8 @@ std::string read_file(const fs::path& p) {
 
 /// Two cycles on generated 12x12 images with augmentation (flips and crops on the prefetch
 /// thread), dropout, a per-step schedule, every stateful callback, and a checkpoint every 7 steps.
+/// Cycle 2's CSVLogger replaces cycle 1's training.csv (a resume from cycle 1's last checkpoint
+/// after cycle 2 began finds it shorter).
 std::string config_text(int64_t examples) {
   return R"([
   {"datasets": {"ktf.datasets.synthetic": {"num_examples": )" +
@@ -54,7 +56,7 @@ std::string config_text(int64_t examples) {
   {"optimizer": {"ktf.optimizers.SGD": {"learning_rate": 0.01, "momentum": 0.9}},
    "lr_schedule": null,
    "train_loop": {"ktf.train.KerasTrainLoop": {"num_epochs": 2, "verbose": 0,
-     "callbacks": [{"ktf.callbacks.CSVLogger": {"filename": "cycle2.csv"}},
+     "callbacks": [{"ktf.callbacks.CSVLogger": {}},
                    {"ktf.callbacks.TensorBoard": {"log_dir": "tb"}}]}}}
 ])";
 }
@@ -142,7 +144,7 @@ class Resume : public ::testing::Test {
     for (const char* f : {"weights/cycle-1.pt", "weights/cycle-2.pt", "best.pt"})
       EXPECT_TRUE(read_file(ref / f) == read_file(got / f)) << what << ": " << f << " differs";
     EXPECT_EQ(metric_rows(ref), metric_rows(got)) << what;
-    for (const char* f : {"training.csv", "cycle2.csv", "training.jsonl", "confusion_matrix.jsonl"})
+    for (const char* f : {"training.csv", "training.jsonl", "confusion_matrix.jsonl"})
       EXPECT_EQ(read_file(ref / f), read_file(got / f)) << what << ": " << f;
     EXPECT_EQ(event_records(ref / "tb"), event_records(got / "tb")) << what;
   }
@@ -267,6 +269,24 @@ TEST_F(Resume, AChangedConfigIsRefusedWithItsDifferences) {
   auto seed = ktf::test::run_command(host_command(dir_, "--resume " + out + " --seed 5"));
   EXPECT_EQ(seed.exit_code, 2);
   EXPECT_NE(seed.output.find("(--seed): \"0\" -> \"5\""), std::string::npos) << seed.output;
+  // A plugin whose file changed since the run started is reported the same way.
+  {
+    Json plugins = Json::parse_file(out + "/plugins.json");
+    Json& first = plugins.as_array().front();
+    const std::string name = first.at("name").as_string();
+    const std::string hash = first.at("fnv1a64").dump();
+    first.set("fnv1a64", "0000000000000000");
+    std::ofstream(out + "/plugins.json") << plugins.dump(2);
+    auto plugin = ktf::test::run_command(host_command(dir_, "--resume " + out));
+    EXPECT_EQ(plugin.exit_code, 2) << plugin.output;
+    EXPECT_NE(
+        plugin.output.find("the plugins differ from the run's (plugins.json; name/field):\n  /" +
+                           name + "/fnv1a64: \"0000000000000000\" -> " + hash),
+        std::string::npos)
+        << plugin.output;
+    first.set("fnv1a64", Json::parse(hash));
+    std::ofstream(out + "/plugins.json") << plugins.dump(2);
+  }
   // Checkpoint settings may change; the stored config is used without -c.
   auto ok = ktf::test::run_command(std::string("KTF_PLUGIN_PATH= ") + KTF_HOST + " --plugins " +
                                    KTF_TEST_PLUGIN_DIR + " --threads 1 -q --resume " + out +

@@ -3,6 +3,7 @@
 #include <ATen/Context.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -12,6 +13,7 @@
 #include <iomanip>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 
 #include "ktf/error.h"
@@ -90,11 +92,19 @@ int64_t sequence_of(const fs::path& p, const char* extension) {
   return std::stoll(digits);
 }
 
+/// The file's bytes. A file that exists but cannot be read (permissions, an I/O error) is an
+/// error, not a damaged checkpoint: nothing is passed over or set aside because of it.
 std::string read_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return {};
+  if (!in) {
+    std::error_code ec;
+    if (!fs::exists(path, ec)) return {};
+    throw Error("cannot read '" + path.string() + "': " + std::strerror(errno), {}, kExitRuntime);
+  }
   std::ostringstream out;
   out << in.rdbuf();
+  if (in.bad())
+    throw Error("cannot read '" + path.string() + "': " + std::strerror(errno), {}, kExitRuntime);
   return out.str();
 }
 
@@ -190,7 +200,10 @@ std::optional<CheckpointInfo> CheckpointStore::newest(
     } else if (auto info = check(file, why)) {
       // The checksum is read here: a checkpoint that fails it is skipped like an incomplete one.
       const std::string data = read_bytes(info->state_file);
-      if (static_cast<int64_t>(crc32c(data)) == info->manifest.at("crc32c").as_int()) return info;
+      if (static_cast<int64_t>(crc32c(data)) == info->manifest.at("crc32c").as_int()) {
+        verified_.insert(sequence);
+        return info;
+      }
       why = "its state file fails its CRC-32C";
     }
     if (log) log("checkpoint " + file.stem().string() + " skipped: " + why);
@@ -258,19 +271,19 @@ CheckpointInfo CheckpointStore::write(const State& state, const std::string& rea
                                 {"position", std::move(position)}});
   write_file_atomic(info.manifest_file, info.manifest.dump(2) + "\n");
 
-  // Keep the newest `keep` complete checkpoints; remove older ones, manifest first.
-  int64_t complete = 0;
-  for (const auto& manifest : files_with(dir_, ".json")) {
-    std::string why;
-    if (check(manifest, why) && ++complete <= keep) continue;
-    if (sequence_of(manifest, ".json") >= info.sequence) continue;
-    fs::remove(manifest, ec);
-    fs::remove(dir_ / (manifest.stem().string() + ".pt"), ec);
-  }
-  // State files without a manifest older than the newest one (left by a crash while writing).
-  for (const auto& st : files_with(dir_, ".pt")) {
-    if (sequence_of(st, ".pt") >= info.sequence) continue;
-    if (!fs::exists(dir_ / (st.stem().string() + ".json"), ec)) fs::remove(st, ec);
+  verified_.insert(info.sequence);
+  // Keep the newest `keep` verified checkpoints (written by this process, or checked against
+  // their CRC when the run resumed); remove everything older than the oldest of those, manifest
+  // first. An unverified checkpoint never takes a verified one's place.
+  int64_t kept = 0, oldest_kept = info.sequence;
+  for (auto it = verified_.rbegin(); it != verified_.rend() && kept < keep; ++it, ++kept)
+    oldest_kept = *it;
+  if (kept >= keep) {
+    for (const auto& manifest : files_with(dir_, ".json"))
+      if (sequence_of(manifest, ".json") < oldest_kept) fs::remove(manifest, ec);
+    for (const auto& st : files_with(dir_, ".pt"))
+      if (sequence_of(st, ".pt") < oldest_kept) fs::remove(st, ec);
+    verified_.erase(verified_.begin(), verified_.lower_bound(oldest_kept));
   }
   for (const auto& entry : fs::directory_iterator(dir_, ec))
     if (entry.path().filename().string().find(".tmp-") != std::string::npos)
@@ -279,52 +292,33 @@ CheckpointInfo CheckpointStore::write(const State& state, const std::string& rea
   return info;
 }
 
-void CheckpointStore::discard_after(int64_t sequence) {
+void CheckpointStore::set_aside(const fs::path& file) const {
   std::error_code ec;
+  fs::create_directories(dir_ / "skipped", ec);
+  fs::rename(file, dir_ / "skipped" / file.filename(), ec);
+  if (ec)
+    throw Error("cannot move '" + file.string() + "' to " + (dir_ / "skipped").string() + ": " +
+                    ec.message(),
+                {}, kExitRuntime);
+}
+
+void CheckpointStore::discard_after(int64_t sequence) {
   for (const char* extension : {".json", ".pt"})
     for (const auto& f : files_with(dir_, extension))
-      if (sequence_of(f, extension) > sequence) fs::remove(f, ec);
+      if (sequence_of(f, extension) > sequence) set_aside(f);
   next_ = 0;
   sync_directory(dir_);
 }
 
 void CheckpointStore::clear() {
-  std::error_code ec;
-  fs::remove_all(dir_, ec);
+  for (const char* extension : {".json", ".pt"})
+    for (const auto& f : files_with(dir_, extension)) set_aside(f);
   next_ = 0;
+  verified_.clear();
+  sync_directory(dir_);
 }
 
-// ---- RNGs and archives -------------------------------------------------------------------------
-
-void save_rng_state(State& state) {
-  {
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    state.set_tensor("cpu", gen.get_state());
-  }
-  int64_t devices = torch::cuda::is_available() ? torch::cuda::device_count() : 0;
-  state.set("cuda_devices", devices);
-  for (int64_t i = 0; i < devices; ++i) {
-    auto gen = at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, i));
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    state.set_tensor("cuda" + std::to_string(i), gen.get_state());
-  }
-}
-
-void load_rng_state(const State& state) {
-  {
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(state.tensor("cpu"));
-  }
-  int64_t saved = state.at("cuda_devices").as_int();
-  int64_t devices = torch::cuda::is_available() ? torch::cuda::device_count() : 0;
-  for (int64_t i = 0; i < std::min(saved, devices); ++i) {
-    auto gen = at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, i));
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(state.tensor("cuda" + std::to_string(i)));
-  }
-}
+// ---- archives ----------------------------------------------------------------------------------
 
 torch::Tensor archive_bytes(const std::function<void(torch::serialize::OutputArchive&)>& save) {
   torch::serialize::OutputArchive archive;

@@ -111,6 +111,10 @@ struct RunFiles {
   fs::path dir;
   std::shared_ptr<std::ofstream> log;
   std::shared_ptr<RunLog> metrics = std::make_shared<RunLog>();
+  /// When the run in this directory first started (run.json): kept by resumes and by a fresh start
+  /// in the directory of an attempt that died before its first checkpoint, so that the files named
+  /// after it (TensorBoard's) are the same files.
+  int64_t run_started = 0;
 
   /// Checks that the directory and its subdirectories can be written before anything trains; a
   /// resumed run appends to metrics.jsonl (cut back to the checkpoint's length later).
@@ -121,6 +125,19 @@ struct RunFiles {
     log = std::make_shared<std::ofstream>(dir / "log.txt", std::ios::app);
     if (!*log) throw Error("cannot write '" + (dir / "log.txt").string() + "'", {}, kExitRuntime);
     metrics->open(dir / "metrics.jsonl", /*fresh=*/!resuming);
+    const fs::path run_json = dir / "run.json";
+    std::error_code ec;
+    if (fs::exists(run_json, ec)) {
+      try {
+        run_started = Json::parse_file(run_json.string()).at("run_started").as_int();
+      } catch (const Error&) {
+        run_started = 0;  // unreadable: a new identity
+      }
+    }
+    if (run_started <= 0) {
+      run_started = static_cast<int64_t>(std::time(nullptr));
+      write_file_atomic(run_json, Json::object({{"run_started", run_started}}).dump(2) + "\n");
+    }
   }
   void write_config(const Json& cycles, const Json& plugins) const {
     write_file_atomic(dir / "config.resolved.json", cycles.dump(2) + "\n");
@@ -136,10 +153,13 @@ struct Resume {
 
 /// Runs the resolved cycles of one run.
 class Runner {
+  int64_t run_started_;  ///< first member: initialised before the others use it
+
  public:
   Runner(const RunOptions& options, const Registry& registry, const Json& cycles,
          torch::Device device, uint64_t seed, RunFiles& files, std::optional<Resume> resume)
-      : options_(options),
+      : run_started_(files.run_started),
+        options_(options),
         registry_(registry),
         cycles_(cycles),
         device_(device),
@@ -151,7 +171,6 @@ class Runner {
   RunResult run(int threads) {
     log("ktf: run directory " + files_.dir.string() + ", device " + device_.str() + ", " +
         std::to_string(threads) + " threads, seed " + std::to_string(seed_));
-    run_started_ = static_cast<int64_t>(std::time(nullptr));
     size_t first = 0;
     try {
       if (resume_) {
@@ -172,6 +191,9 @@ class Runner {
               ": results may differ in the last bits from an uninterrupted run (--threads " +
               std::to_string(saved_threads) + " keeps them equal)");
         files_.metrics->load_state(resume_->state.child("metrics_log"));
+        if (files_.metrics->shorter_than_checkpoint())
+          log("ktf: warning: metrics.jsonl is shorter than at the checkpoint (was it edited?); "
+              "continuing it as it is");
       }
       CycleBuilder builder(registry_, settings());
       check_every_cycle(builder);
@@ -403,13 +425,24 @@ class Runner {
     log(cycle.label + ": resumed at " + position_text(resume_->info.manifest.at("position")));
   }
 
+  /// A signal that arrived while no cycle trains (building, between cycles): stop without a new
+  /// checkpoint (the last one, if any, is where the run stands).
+  void stop_if_interrupted(const std::string& when) {
+    if (!TrainContext::interrupted()) return;
+    throw Interrupted("interrupted " + when + "; " +
+                      (last_checkpoint_ ? "continue with --resume " + files_.dir.string()
+                                        : std::string("nothing was trained, nothing saved")));
+  }
+
   void run_cycle(CycleBuilder& builder, size_t i) {
     const std::string label = "cycle " + std::to_string(i + 1);
+    stop_if_interrupted("before " + label + " started");
     const bool resuming =
         resume_ && i == static_cast<size_t>(resume_->state.child("run").at("cycle").as_int());
     log("== " + label + " of " + std::to_string(cycles_.size()) + (resuming ? " (resumed)" : "") +
         " ==");
     Cycle cycle = builder.build(cycles_, i, BuildStage::Training);
+    stop_if_interrupted("while " + label + " was built");
     log_model(cycle);
     state_.cycle = i;
     state_.epochs_in_cycle = 0;
@@ -458,9 +491,14 @@ class Runner {
     torch::save(std::static_pointer_cast<torch::nn::Module>(cycle.model), weights);
     write_file_atomic(cr.weights, weights.str());
     result_.cycles.push_back(cr);
-    if (TrainContext::interrupted()) {
-      log(label + ": interrupted at the end of the cycle; weights saved to " + cr.weights.string());
-      throw Interrupted("interrupted: continue with --resume " + files_.dir.string());
+    if (TrainContext::interrupted() && i + 1 < cycles_.size()) {
+      // After the loop's last safe point: a checkpoint of the finished cycle (a resume runs its
+      // on_train_end again and goes on with the next cycle).
+      const auto info = write_checkpoint(tc, cycle, SafePoint::EpochEnd, "signal");
+      log(label + ": interrupted at the end of the cycle; weights saved to " + cr.weights.string() +
+          ", checkpoint " + checkpoint_name(info));
+      throw Interrupted("interrupted: checkpoint " + checkpoint_name(info) +
+                        " written; continue with --resume " + files_.dir.string());
     }
     log(label + ": done" + (logs.empty() ? "" : " - " + format_logs(logs)) + "; weights saved to " +
         cr.weights.string());
@@ -478,7 +516,6 @@ class Runner {
   CheckpointPolicy policy_;
   std::chrono::steady_clock::time_point last_write_ = std::chrono::steady_clock::now();
   int64_t steps_since_check_ = 0;
-  int64_t run_started_ = 0;
   /// Where the run is: the one place its position lives (within a cycle, the TrainContext holds
   /// the epoch and step, the loop and the streams their position, libtorch's generator the RNG).
   struct RunState {

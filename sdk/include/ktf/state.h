@@ -86,11 +86,18 @@ class Stateful {
 void save_module_state(State& state, torch::nn::Module& module);
 void load_module_state(const State& state, torch::nn::Module& module);
 
+/// The state of every random generator: libtorch's CPU generator (dropout, initialisation,
+/// torch::rand in a plugin) and each visible CUDA device's.
+void save_rng_state(State& state);
+void load_rng_state(const State& state);
+
 /// Writes `bytes` to `path` crash-safely: to a temporary file in the same directory, flushed to
 /// disk, renamed over `path`, and the directory synced; a reader sees the old file or the new one,
 /// never part of one. Throws ktf::Error (exit code 1) naming the path and the system's reason
 /// ("No space left on device"), after removing the temporary file.
 void write_file_atomic(const std::filesystem::path& path, const std::string& bytes);
+/// Syncs a file's data to disk (ignored when it cannot be opened).
+void sync_file(const std::filesystem::path& path);
 /// Syncs a directory's entries to disk (after creating or renaming files in it).
 void sync_directory(const std::filesystem::path& dir);
 /// Checks that `dir` can be created and written (a test file is created, synced and removed).
@@ -99,8 +106,9 @@ void check_writable_directory(const std::filesystem::path& dir);
 
 /// An append-only file of a run (metrics.jsonl, a CSV log, TensorBoard events) that a resumed run
 /// continues without a duplicate or missing line: save_state() flushes it to disk and records its
-/// length; load_state() cuts the file back to that length (dropping what was written after the
-/// checkpoint) and appends from there. Write errors (a full disk) throw ktf::Error naming the file.
+/// length; load_state() cuts the file opened again (open(path, !ctx.resuming) in on_train_begin)
+/// back to that length, dropping what was written after the checkpoint, and appends from there.
+/// Write errors (a full disk) throw ktf::Error naming the file.
 class RunLog : public Stateful {
  public:
   RunLog() = default;
@@ -123,9 +131,13 @@ class RunLog : public Stateful {
   const std::filesystem::path& path() const { return path_; }
 
   void save_state(State& state) override;
+  /// Cuts the open file back to the saved length. A file already shorter (a later cycle replaced
+  /// it) is continued as it is, and shorter_than_checkpoint() says so.
   void load_state(const State& state) override;
+  bool shorter_than_checkpoint() const { return shorter_; }
 
  private:
+  bool shorter_ = false;
   std::filesystem::path path_;
   int fd_ = -1;
   int64_t written_ = 0;

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "ktf/json.h"
@@ -54,24 +55,23 @@ class CheckpointStore {
   State read(const CheckpointInfo& info) const;
   /// Writes `state` as the next checkpoint, then removes the oldest beyond `keep`.
   CheckpointInfo write(const State& state, const std::string& reason, Json position, int64_t keep);
-  /// Removes every checkpoint file (a fresh start in a directory whose checkpoints are unusable).
+  /// Moves every checkpoint file to checkpoints/skipped/ (a fresh start in a directory whose
+  /// checkpoints are all unusable; nothing is deleted).
   void clear();
-  /// Removes the files of checkpoints newer than `sequence` (incomplete or damaged ones a resume
-  /// from `sequence` passed over).
+  /// Moves the files of checkpoints newer than `sequence` (incomplete or damaged ones a resume
+  /// from `sequence` passed over) to checkpoints/skipped/.
   void discard_after(int64_t sequence);
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
   std::optional<CheckpointInfo> check(const std::filesystem::path& manifest,
                                       std::string& why) const;
+  void set_aside(const std::filesystem::path& file) const;
   std::filesystem::path dir_;
   int64_t next_ = 0;  ///< the sequence number of the next write (0 = not known yet)
+  /// Checkpoints known complete: written by this store, or checked against their CRC by newest().
+  mutable std::set<int64_t> verified_;
 };
-
-/// The state of every random generator: libtorch's CPU generator (dropout, initialisation,
-/// torch::rand in a plugin) and each visible CUDA device's.
-void save_rng_state(State& state);
-void load_rng_state(const State& state);
 
 /// A module's or optimizer's libtorch archive as bytes (and back), to keep in a State.
 torch::Tensor archive_bytes(const std::function<void(torch::serialize::OutputArchive&)>& save);
