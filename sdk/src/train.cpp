@@ -55,7 +55,7 @@ void TrainContext::note_loss(const torch::Tensor& loss) {
   if (!stop_on_nonfinite) return;
   if (loss.device().is_cpu()) {
     const double value = loss.detach().item<double>();
-    if (!std::isfinite(value))
+    if (!std::isfinite(value) && (saw_nonfinite_ = true))
       throw Error("the loss is " + std::string(std::isnan(value) ? "nan" : "inf") +
                       ": training stopped before this step changed the weights (the check is "
                       "checkpoint.stop_on_nonfinite)",
@@ -71,7 +71,7 @@ void TrainContext::check_finite() {
   if (!nonfinite_.defined()) return;
   const bool bad = nonfinite_.item<bool>();
   nonfinite_ = torch::Tensor();
-  if (bad)
+  if (bad && (saw_nonfinite_ = true))
     throw Error(
         "the loss was nan or inf in a step since the last check (the check is "
         "checkpoint.stop_on_nonfinite); the weights of this point are not saved",

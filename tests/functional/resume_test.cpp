@@ -68,7 +68,7 @@ std::string host_command(const std::string& dir, const std::string& args) {
 
 /// Starts `command` (a host_command) as a process of its own (the shell execs it, so signals
 /// reach ktf-host itself); returns its pid.
-pid_t spawn(const std::string& command) {
+pid_t spawn(const std::string& command, bool own_group = false) {
   const std::string prefix = "KTF_PLUGIN_PATH= ";
   const std::string line =
       "exec " + (command.rfind(prefix, 0) == 0 ? command.substr(prefix.size()) : command) +
@@ -76,6 +76,7 @@ pid_t spawn(const std::string& command) {
   pid_t pid = ::fork();
   if (pid == 0) {
     ::unsetenv("KTF_PLUGIN_PATH");
+    if (own_group) ::setpgid(0, 0);
     ::execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
@@ -268,7 +269,7 @@ TEST_F(Resume, AChangedConfigIsRefusedWithItsDifferences) {
   EXPECT_NE(changed.output.find("pass --allow-config-change"), std::string::npos);
   auto seed = ktf::test::run_command(host_command(dir_, "--resume " + out + " --seed 5"));
   EXPECT_EQ(seed.exit_code, 2);
-  EXPECT_NE(seed.output.find("(--seed): \"0\" -> \"5\""), std::string::npos) << seed.output;
+  EXPECT_NE(seed.output.find("(--seed): 0 -> 5"), std::string::npos) << seed.output;
   // A plugin whose file changed since the run started is reported the same way.
   {
     Json plugins = Json::parse_file(out + "/plugins.json");
@@ -287,11 +288,29 @@ TEST_F(Resume, AChangedConfigIsRefusedWithItsDifferences) {
     first.set("fnv1a64", Json::parse(hash));
     std::ofstream(out + "/plugins.json") << plugins.dump(2);
   }
-  // Checkpoint settings may change; the stored config is used without -c.
+  // An alias for the canonical name is the same component.
+  auto alias = ktf::test::run_command(host_command(
+      dir_, "--resume " + out +
+                " --set '/0/optimizer={\"tf.keras.optimizers.Adam\": "
+                "{\"learning_rate\": 0.003}}' --set /0/checkpoint/every_steps=1000000"));
+  EXPECT_EQ(alias.exit_code, 0) << alias.output;
+  EXPECT_NE(
+      alias.output.find("ktf: checkpoint settings changed:\n  /0/checkpoint/every_steps: 7 -> "
+                        "1000000"),
+      std::string::npos)
+      << alias.output;
+  // Checkpoint settings may change (and are kept); the stored config is used without -c, with
+  // the run's thread count.
+  fs::remove_all(out + "/weights");  // a resume of the finished run writes the last ones again
   auto ok = ktf::test::run_command(std::string("KTF_PLUGIN_PATH= ") + KTF_HOST + " --plugins " +
-                                   KTF_TEST_PLUGIN_DIR + " --threads 1 -q --resume " + out +
+                                   KTF_TEST_PLUGIN_DIR + " -q --resume " + out +
                                    " --set /0/checkpoint/every_steps=50");
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_EQ(read_file(out + "/log.txt").find("warning: the run was checkpointed with"),
+            std::string::npos)
+      << "the resume did not keep the run's --threads 1";
+  EXPECT_NE(read_file(out + "/config.resolved.json").find("\"every_steps\": 50"),
+            std::string::npos);
   reference();
   EXPECT_TRUE(read_file(out + "/weights/cycle-2.pt") == read_file(dir_ + "/ref/weights/cycle-2.pt"))
       << "resumed from the stored config";
@@ -329,6 +348,22 @@ TEST_F(Resume, SigusrWritesACheckpointAndTrainingGoesOn) {
   EXPECT_NE(log.find("(SIGUSR1)"), std::string::npos) << log;
 }
 
+TEST_F(Resume, ASignalToTheProcessAndThenItsGroupIsOneStop) {
+  // GNU timeout and `kill -- -PGID` deliver SIGTERM to the process and then to its group.
+  const std::string out = dir_ + "/group";
+  pid_t pid = spawn(host_command(dir_, "--set /0/checkpoint/every_steps=null --set "
+                                       "/0/train_loop/ktf.train.KerasTrainLoop/num_epochs=6 -o " +
+                                           out),
+                    /*own_group=*/true);
+  for (int i = 0; i < 600 && read_file(out + "/metrics.jsonl").empty(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ::kill(pid, SIGTERM);
+  ::kill(-pid, SIGTERM);
+  EXPECT_EQ(wait_for(pid), 130);
+  const std::string log = read_file(out + "/log.txt");
+  EXPECT_NE(log.find(" (signal): "), std::string::npos) << log;
+}
+
 TEST_F(Resume, ANonFiniteLossStopsNamingTheStepAndTheLastGoodCheckpoint) {
   const std::string out = dir_ + "/nan";
   // A huge learning rate after epoch 1 (cycle 1's schedule and epoch-end checkpoint run first).
@@ -343,7 +378,7 @@ TEST_F(Resume, ANonFiniteLossStopsNamingTheStepAndTheLastGoodCheckpoint) {
   EXPECT_NE(r.output.find("(cycle 2, epoch 1, batch "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("the last checkpoint is ckpt-00000003 (cycle 1, epoch 3 end): continue "
                           "from it with --resume " +
-                          out),
+                          out + " -c FIXED_CONFIG --allow-config-change"),
             std::string::npos)
       << r.output;
   EXPECT_FALSE(fs::exists(out + "/weights/cycle-2.pt"));

@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <ctime>
@@ -26,19 +27,37 @@ namespace ktf {
 namespace fs = std::filesystem;
 namespace {
 
+/// Monotonic milliseconds (async-signal-safe).
+int64_t now_ms() {
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+std::atomic<int64_t> g_first_signal_ms{0};
+
 void on_signal(int sig) {
   if (sig == SIGUSR1) {
     request_checkpoint(true);
     return;
   }
-  if (TrainContext::interrupted()) {  // a second SIGINT/SIGTERM ends the process at once
+  if (TrainContext::interrupted()) {
+    // A second SIGINT/SIGTERM ends the process at once, unless it is the same stop delivered
+    // again: `timeout` and `kill -- -PGID` signal the process and then its group, microseconds
+    // apart.
+    if (now_ms() - g_first_signal_ms.load() < 1000) return;
     const char msg[] = "ktf: second signal: exiting without a checkpoint\n";
     ssize_t ignored = ::write(STDERR_FILENO, msg, sizeof msg - 1);
     (void)ignored;
     ::_exit(kExitInterrupted);
   }
+  g_first_signal_ms.store(now_ms());
   request_interrupt(true);
 }
+
+/// After an interrupted run: a late SIGINT/SIGTERM (a supervisor's second try) still ends the
+/// process with 130, the code of the stop that is already under way.
+void on_late_signal(int) { ::_exit(kExitInterrupted); }
 
 /// While a run trains: SIGINT/SIGTERM set the interrupt flag (the next safe point checkpoints and
 /// stops), SIGUSR1 asks for a checkpoint, and SIGXFSZ (a file-size limit, `ulimit -f`) is ignored
@@ -60,7 +79,16 @@ class SignalScope {
     }
   }
   ~SignalScope() {
-    for (auto& [sig, old] : old_) ::sigaction(sig, &old, nullptr);
+    for (auto& [sig, old] : old_) {
+      if (TrainContext::interrupted() && (sig == SIGINT || sig == SIGTERM)) {
+        struct sigaction sa {};
+        sa.sa_handler = on_late_signal;
+        sigemptyset(&sa.sa_mask);
+        ::sigaction(sig, &sa, nullptr);
+        continue;
+      }
+      ::sigaction(sig, &old, nullptr);
+    }
   }
   SignalScope(const SignalScope&) = delete;
   SignalScope& operator=(const SignalScope&) = delete;
@@ -151,14 +179,21 @@ struct Resume {
   State state;
 };
 
+/// Lines said before the run directory's log is open (checkpoints passed over, a fresh start),
+/// logged by the Runner first.
+using Notes = std::vector<std::string>;
+
 /// Runs the resolved cycles of one run.
 class Runner {
   int64_t run_started_;  ///< first member: initialised before the others use it
+  Notes notes_;
 
  public:
   Runner(const RunOptions& options, const Registry& registry, const Json& cycles,
-         torch::Device device, uint64_t seed, RunFiles& files, std::optional<Resume> resume)
+         torch::Device device, uint64_t seed, RunFiles& files, std::optional<Resume> resume,
+         Notes notes)
       : run_started_(files.run_started),
+        notes_(std::move(notes)),
         options_(options),
         registry_(registry),
         cycles_(cycles),
@@ -171,6 +206,10 @@ class Runner {
   RunResult run(int threads) {
     log("ktf: run directory " + files_.dir.string() + ", device " + device_.str() + ", " +
         std::to_string(threads) + " threads, seed " + std::to_string(seed_));
+    for (const auto& note : notes_) {  // warnings: on stderr also with --quiet, and in log.txt
+      std::cerr << "ktf: " << note << (note.back() == '\n' ? "" : "\n");
+      *files_.log << "ktf: " << note << std::endl;
+    }
     size_t first = 0;
     try {
       if (resume_) {
@@ -469,7 +508,8 @@ class Runner {
       if (last_checkpoint_)
         hint = "; the last checkpoint is " + checkpoint_name(*last_checkpoint_) + " (" +
                position_text(last_checkpoint_->manifest.at("position")) +
-               "): continue from it with --resume " + files_.dir.string();
+               "): continue from it with --resume " + files_.dir.string() +
+               (tc.saw_nonfinite_loss() ? " -c FIXED_CONFIG --allow-config-change" : "");
       throw Error(e.message() + " (cycle " + std::to_string(i + 1) + ", epoch " +
                       std::to_string(tc.epoch + 1) + ", batch " + std::to_string(tc.batch + 1) +
                       ", step " + std::to_string(tc.global_step) + ")" + hint,
@@ -527,6 +567,27 @@ class Runner {
   RunResult result_;
 };
 
+/// `config` with every component named by its canonical name (an alias written in one config and
+/// the canonical name in the other are the same component).
+Json canonical_names(const Json& config, const Registry& registry) {
+  if (config.is_array()) {
+    Json::Array out;
+    for (const auto& v : config.as_array()) out.push_back(canonical_names(v, registry));
+    return Json(std::move(out));
+  }
+  if (!config.is_object()) return config;
+  Json out = Json::object();
+  for (const auto& [key, value] : config.as_object()) {
+    std::string name = key;
+    if (config.size() == 1 && value.is_object()) {
+      auto defs = registry.find_any(key);
+      if (defs.size() == 1) name = defs.front()->spec.name;
+    }
+    out.set(name, canonical_names(value, registry));
+  }
+  return out;
+}
+
 /// Plugins whose version or file changed since the run started ("/<name>/version" etc.).
 std::vector<JsonChange> plugin_changes(const Json& before, const Json& after) {
   auto by_name = [](const Json& list) {
@@ -580,6 +641,7 @@ Environment::Environment(RunOptions options, Registry& registry)
 torch::Device Environment::device() const { return resolve_device(options_.device); }
 
 RunResult Environment::run(Json config) {
+  Notes notes;
   fs::path run_dir = options_.output_dir;
   std::optional<Resume> resume;
   const bool auto_resume = options_.resume == "auto";
@@ -590,10 +652,8 @@ RunResult Environment::run(Json config) {
     std::error_code ec;
     if (!auto_resume && !fs::is_directory(run_dir, ec))
       throw Error("--resume '" + run_dir.string() + "': no such run directory");
-    std::vector<std::string> skipped;
     auto info =
-        CheckpointStore(run_dir).newest([&](const std::string& line) { skipped.push_back(line); });
-    for (const auto& line : skipped) std::cerr << "ktf: " << line << "\n";
+        CheckpointStore(run_dir).newest([&](const std::string& line) { notes.push_back(line); });
     if (info) {
       resume = Resume{*info, CheckpointStore(run_dir).read(*info)};
     } else if (!auto_resume) {
@@ -616,9 +676,12 @@ RunResult Environment::run(Json config) {
   // Every value of every cycle is checked against the specs before anything is built.
   Json cycles = resolve_config(config, registry_);
   uint64_t seed = options_.seed.value_or(0);
+  bool write_config = !resume;
   if (resume) {
     std::vector<JsonChange> changes;
-    for (auto& c : json_diff(stored, cycles)) {
+    const auto all =
+        json_diff(canonical_names(stored, registry_), canonical_names(cycles, registry_));
+    for (auto& c : all) {
       // Checkpoint settings may change on a resume (they do not change the training).
       const auto slash = c.pointer.find('/', 1);
       if (slash != std::string::npos && c.pointer.compare(slash, 11, "/checkpoint") == 0 &&
@@ -626,10 +689,17 @@ RunResult Environment::run(Json config) {
         continue;
       changes.push_back(c);
     }
+    if (!all.empty() && changes.empty()) {
+      notes.push_back("checkpoint settings changed:\n" + format_changes(all));
+      write_config = true;
+    }
     const uint64_t saved_seed = std::stoull(resume->state.child("run").at("seed").as_string());
+    auto seed_json = [](uint64_t v) {
+      return v <= static_cast<uint64_t>(INT64_MAX) ? Json(static_cast<int64_t>(v))
+                                                   : Json(std::to_string(v));
+    };
     if (options_.seed && *options_.seed != saved_seed)
-      changes.push_back(
-          {"(--seed)", Json(std::to_string(saved_seed)), Json(std::to_string(*options_.seed))});
+      changes.push_back({"(--seed)", seed_json(saved_seed), seed_json(*options_.seed)});
     seed = saved_seed;
     auto plugins =
         plugin_changes(Json::parse_file((run_dir / "plugins.json").string()), options_.plugins);
@@ -643,30 +713,37 @@ RunResult Environment::run(Json config) {
     if (!text.empty()) {
       if (!options_.allow_config_change)
         throw Error("cannot resume '" + run_dir.string() + "': " + text +
-                    "pass --allow-config-change to resume anyway (the result will not equal an "
-                    "uninterrupted run of either config)");
-      std::cerr << "ktf: resuming with changes (--allow-config-change): " << text;
+                    "pass --allow-config-change to resume anyway (the result then need not equal "
+                    "an uninterrupted run)");
+      notes.push_back("resuming with changes (--allow-config-change): " + text);
+      write_config = true;
     }
   } else if (!run_dir.empty() && CheckpointStore(run_dir).holds_any()) {
     if (!auto_resume)
       throw Error("'" + run_dir.string() +
                   "' already holds a run with checkpoints: continue it with --resume " +
                   run_dir.string() + " (or --resume auto), or choose another --output-dir");
-    std::cerr << "ktf: '" << run_dir.string()
-              << "' holds no complete checkpoint: starting a fresh run there\n";
+    notes.push_back("'" + run_dir.string() +
+                    "' holds no complete checkpoint: starting a fresh run there (unusable "
+                    "checkpoint files moved to checkpoints/skipped/)");
     CheckpointStore(run_dir).clear();
   }
   const torch::Device device = this->device();
-  const int threads = configure_threads(options_.threads);
+  // A resume keeps the run's thread count unless --threads says otherwise (bitwise equality).
+  const int threads =
+      configure_threads(options_.threads == 0 && resume
+                            ? static_cast<int>(resume->state.child("run").at("threads").as_int())
+                            : options_.threads);
   torch::manual_seed(seed);
   SignalScope signals;  // before the first file is written (SIGXFSZ)
   if (resume) CheckpointStore(run_dir).discard_after(resume->info.sequence);
   RunFiles files(run_dir.empty() ? default_run_dir(options_.config_name) : run_dir,
                  resume.has_value());
-  if (!resume || options_.allow_config_change) files.write_config(cycles, options_.plugins);
+  if (write_config) files.write_config(cycles, options_.plugins);
   try {
-    RunResult result =
-        Runner(options_, registry_, cycles, device, seed, files, std::move(resume)).run(threads);
+    RunResult result = Runner(options_, registry_, cycles, device, seed, files, std::move(resume),
+                              std::move(notes))
+                           .run(threads);
     result.run_dir = files.dir;
     return result;
   } catch (const c10::Error& e) {

@@ -155,6 +155,8 @@ class TrainContext {
   /// Throws ktf::Error (exit code 1) when a loss seen by backward_and_step() was NaN or Inf
   /// (waits for the device). The engine calls it before every checkpoint.
   void check_finite();
+  /// True once a non-finite loss stopped the run (check_finite or backward_and_step threw).
+  bool saw_nonfinite_loss() const { return saw_nonfinite_; }
 
   /// Set by the engine: appends a line to log.txt.
   std::function<void(const std::string&)> log_sink;
@@ -168,6 +170,7 @@ class TrainContext {
   int64_t pending_ = 0;
   StepSettings active_;
   torch::Tensor nonfinite_;  ///< device flag: a loss was not finite (GPU, read at safe points)
+  bool saw_nonfinite_ = false;
 };
 
 /// Sets or clears the interrupt flag (used by the signal handler and tests).
