@@ -351,9 +351,10 @@ TEST_F(Resume, SigusrWritesACheckpointAndTrainingGoesOn) {
 TEST_F(Resume, ASignalToTheProcessAndThenItsGroupIsOneStop) {
   // GNU timeout and `kill -- -PGID` deliver SIGTERM to the process and then to its group.
   const std::string out = dir_ + "/group";
-  pid_t pid = spawn(host_command(dir_, "--set /0/checkpoint/every_steps=null --set "
-                                       "/0/train_loop/ktf.train.KerasTrainLoop/num_epochs=6 -o " +
-                                           out),
+  pid_t pid = spawn(host_command(dir_,
+                                 "--set /0/checkpoint/every_steps=null --set "
+                                 "/0/train_loop/ktf.train.KerasTrainLoop/num_epochs=6 -o " +
+                                     out),
                     /*own_group=*/true);
   for (int i = 0; i < 600 && read_file(out + "/metrics.jsonl").empty(); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
