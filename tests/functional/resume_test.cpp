@@ -454,4 +454,44 @@ TEST(ResumeShipped, TwoCycleFashionMnistConfigWithAugmentationEndsBitwiseEqual) 
   EXPECT_EQ(event_records(dir + "/ref/tensorboard"), event_records(dir + "/run/tensorboard"));
 }
 
+// A TFRecord stream with a small shuffle buffer, two files interleaved, file order shuffled per
+// epoch and augmentation: crashed mid-epoch twice, the resumed run rebuilds the shuffle buffer
+// and ends with the uninterrupted run's weights.
+TEST(ResumeStreaming, TfrecordShuffleBufferIsRestoredExactly) {
+  const std::string dir = ktf::test::scratch_dir("resume_tfrecord");
+  const std::string host =
+      std::string("KTF_PLUGIN_PATH= ") + KTF_HOST + " --plugins " + KTF_TEST_PLUGIN_DIR;
+  std::ofstream(dir + "/convert.json") << R"([{"datasets": {"ktf.datasets.synthetic": {
+      "num_examples": 3000, "num_valid": 300, "input_shape": [1, 12, 12], "num_classes": 4}},
+      "model": {"ktf.networks.MLP": {"num_outputs": 4}}, "loss": {"ktf.losses.CrossEntropy": {}}}])";
+  auto conv =
+      ktf::test::run_command(host + " -c " + dir + "/convert.json --convert " + dir + "/records");
+  ASSERT_EQ(conv.exit_code, 0) << conv.output;
+  std::ofstream(dir + "/config.json") << R"([{"datasets": {"ktf.datasets.from_tfrecord": {
+      "files": [")" + dir + R"(/records/train-*"], "validation_files": [")" +
+                                             dir + R"(/records/valid-*"],
+      "shuffle_buffer": 300, "interleave": 2, "shuffle_files": true, "batch_size": 32,
+      "transforms": [{"ktf.transforms.RandomFlip": {}}]}},
+    "model": {"ktf.networks.MLP": {"hidden": [32], "num_outputs": 4, "dropout": 0.1}},
+    "loss": {"ktf.losses.CrossEntropy": {}},
+    "metrics": [{"ktf.metrics.SparseCategoricalAccuracy": {}}],
+    "train_loop": {"ktf.train.KerasTrainLoop": {"num_epochs": 3, "verbose": 0}},
+    "checkpoint": {"every_steps": 13}}])";
+  const std::string cmd = host + " -c " + dir + "/config.json --threads 1 -q ";
+  auto ref = ktf::test::run_command(cmd + "-o " + dir + "/ref");
+  ASSERT_EQ(ref.exit_code, 0) << ref.output;
+  for (const char* crash : {"4:state", "11:partial"}) {
+    auto r = ktf::test::run_command(std::string("KTF_CRASH_AT_CHECKPOINT=") + crash + " " + cmd +
+                                    "--resume auto -o " + dir + "/run");
+    EXPECT_EQ(r.exit_code, 128 + SIGKILL) << crash << ": " << r.output;
+  }
+  auto last = ktf::test::run_command(cmd + "--resume auto -o " + dir + "/run");
+  ASSERT_EQ(last.exit_code, 0) << last.output;
+  EXPECT_NE(read_file(dir + "/run/log.txt").find("resuming from checkpoint ckpt-00000010"),
+            std::string::npos);
+  EXPECT_TRUE(read_file(dir + "/ref/weights/cycle-1.pt") ==
+              read_file(dir + "/run/weights/cycle-1.pt"));
+  EXPECT_EQ(metric_rows(dir + "/ref"), metric_rows(dir + "/run"));
+}
+
 }  // namespace
