@@ -189,6 +189,20 @@ std::optional<CheckpointInfo> CheckpointStore::check(const fs::path& manifest,
 
 std::optional<CheckpointInfo> CheckpointStore::newest(
     const std::function<void(const std::string&)>& log) const {
+  std::string data;
+  return find_newest(log, data);
+}
+
+std::optional<std::pair<CheckpointInfo, State>> CheckpointStore::load_newest(
+    const std::function<void(const std::string&)>& log) const {
+  std::string data;  // read and checked once
+  auto info = find_newest(log, data);
+  if (!info) return std::nullopt;
+  return std::make_pair(*info, parse(*info, data));
+}
+
+std::optional<CheckpointInfo> CheckpointStore::find_newest(
+    const std::function<void(const std::string&)>& log, std::string& data) const {
   // Every checkpoint present, newest first: its manifest, or a state file without one.
   std::map<int64_t, fs::path, std::greater<>> found;
   for (const auto& st : files_with(dir_, ".pt")) found[sequence_of(st, ".pt")] = st;
@@ -199,7 +213,7 @@ std::optional<CheckpointInfo> CheckpointStore::newest(
       why = "its manifest is missing (it was being written when the run stopped)";
     } else if (auto info = check(file, why)) {
       // The checksum is read here: a checkpoint that fails it is skipped like an incomplete one.
-      const std::string data = read_bytes(info->state_file);
+      data = read_bytes(info->state_file);
       if (static_cast<int64_t>(crc32c(data)) == info->manifest.at("crc32c").as_int()) {
         verified_.insert(sequence);
         return info;
@@ -220,6 +234,10 @@ State CheckpointStore::read(const CheckpointInfo& info) const {
   if (static_cast<int64_t>(crc32c(data)) != info.manifest.at("crc32c").as_int())
     throw Error("checkpoint '" + info.state_file.string() + "' fails its CRC-32C", {},
                 kExitRuntime);
+  return parse(info, data);
+}
+
+State CheckpointStore::parse(const CheckpointInfo& info, const std::string& data) const {
   try {
     std::istringstream in(data);
     torch::serialize::InputArchive archive;

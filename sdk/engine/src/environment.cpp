@@ -347,9 +347,11 @@ class Runner {
     }
     const bool interrupt = TrainContext::interrupted();
     const bool requested = checkpoint_requested();
-    const auto minutes = std::chrono::duration<double, std::ratio<60>>(
-                             std::chrono::steady_clock::now() - last_write_)
-                             .count();
+    auto minutes = [&] {
+      return std::chrono::duration<double, std::ratio<60>>(std::chrono::steady_clock::now() -
+                                                           last_write_)
+          .count();
+    };
     std::string reason;
     if (interrupt)
       reason = "signal";
@@ -360,7 +362,8 @@ class Runner {
     else if (where == SafePoint::Step && policy_.every_steps &&
              (state_.steps_before + tc.global_step) % *policy_.every_steps == 0)
       reason = "every " + std::to_string(*policy_.every_steps) + " steps";
-    else if (where == SafePoint::Step && policy_.every_minutes && minutes >= *policy_.every_minutes)
+    else if (where == SafePoint::Step && policy_.every_minutes &&
+             minutes() >= *policy_.every_minutes)
       reason = "every " + Json(*policy_.every_minutes).dump() + " minutes";
     if (reason.empty()) return;
     if (requested) request_checkpoint(false);
@@ -652,10 +655,10 @@ RunResult Environment::run(Json config) {
     std::error_code ec;
     if (!auto_resume && !fs::is_directory(run_dir, ec))
       throw Error("--resume '" + run_dir.string() + "': no such run directory");
-    auto info =
-        CheckpointStore(run_dir).newest([&](const std::string& line) { notes.push_back(line); });
-    if (info) {
-      resume = Resume{*info, CheckpointStore(run_dir).read(*info)};
+    auto found = CheckpointStore(run_dir).load_newest(
+        [&](const std::string& line) { notes.push_back(line); });
+    if (found) {
+      resume = Resume{std::move(found->first), std::move(found->second)};
     } else if (!auto_resume) {
       throw Error("--resume '" + run_dir.string() +
                   "': it holds no complete checkpoint (--resume auto starts a fresh run there "

@@ -51,6 +51,9 @@ class CheckpointStore {
       const std::function<void(const std::string&)>& log = {}) const;
   /// Every checkpoint file present (complete or not).
   bool holds_any() const;
+  /// newest() and its state, the file read once.
+  std::optional<std::pair<CheckpointInfo, State>> load_newest(
+      const std::function<void(const std::string&)>& log = {}) const;
   /// Reads a checkpoint's state (checked against its manifest again).
   State read(const CheckpointInfo& info) const;
   /// Writes `state` as the next checkpoint, then removes the oldest beyond `keep`.
@@ -66,6 +69,10 @@ class CheckpointStore {
  private:
   std::optional<CheckpointInfo> check(const std::filesystem::path& manifest,
                                       std::string& why) const;
+  /// newest(), leaving the chosen checkpoint's verified bytes in `data`.
+  std::optional<CheckpointInfo> find_newest(const std::function<void(const std::string&)>& log,
+                                            std::string& data) const;
+  State parse(const CheckpointInfo& info, const std::string& data) const;
   void set_aside(const std::filesystem::path& file) const;
   std::filesystem::path dir_;
   int64_t next_ = 0;  ///< the sequence number of the next write (0 = not known yet)
