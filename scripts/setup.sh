@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs every Debian package ktf needs to build, test and benchmark.
 # Idempotent: packages already present are skipped; runs apt-get only when something is missing.
+#   KTF_TORCH=2 ./scripts/setup.sh   also installs PyTorch 2.11 from PyPI into a virtual environment
+#                                    (${KTF_TORCH2_VENV:-~/.cache/ktf-torch2/venv}): the optional
+#                                    second configuration, ktf built on the wheel's libtorch.
 set -euo pipefail
 
 PACKAGES=(
@@ -32,4 +35,19 @@ if ((${#missing[@]})); then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "ktf setup: all packages present"
+fi
+
+if [[ "${KTF_TORCH:-1}" == "2" ]]; then
+  # PyTorch 2.11 (the GPU machine's version, so one 2.x build serves both) from PyPI. pip keeps the
+  # downloaded wheels in its cache (~/.cache/pip), so a second set-up downloads nothing.
+  VENV=${KTF_TORCH2_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ktf-torch2/venv}
+  PY=${KTF_TORCH2_PYTHON:-python3}
+  if [[ -x "$VENV/bin/python" ]] &&
+     "$VENV/bin/python" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.11.0")' 2>/dev/null; then
+    echo "ktf setup: PyTorch 2.11.0 present in $VENV"
+  else
+    echo "ktf setup: installing PyTorch 2.11.0 from PyPI into $VENV"
+    "$PY" -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check torch==2.11.0 numpy
+  fi
 fi

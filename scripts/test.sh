@@ -2,9 +2,10 @@
 # Quick start, test suite: installs what is missing, builds, and runs every test with ctest
 # (unit tests, plugin conformance, loader fixtures, functional training, install round trip).
 #   sudo ./scripts/test.sh [ctest options...]
+#   KTF_TORCH=2 ./scripts/test.sh     the same against PyTorch 2.11's libtorch (build-torch2/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./scripts/build.sh
-cd build
+if [[ "${KTF_TORCH:-1}" == "2" ]]; then cd "${KTF_BUILD_DIR:-build-torch2}"; else cd "${KTF_BUILD_DIR:-build}"; fi
 exec ctest --output-on-failure --timeout 1500 "$@"

@@ -32,6 +32,10 @@ TORCH_MODULE(MyModel);
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Where Debian's OpenBLAS runs kernels for an older CPU than this one, re-executes this program
+  // once with the right ones (what ktf-host does before it loads libtorch). See
+  // docs/performance.md.
+  ktf::use_best_cpu_kernels(argc, argv);
   if (argc != 3) {
     std::cerr << "usage: train_in_cpp PLUGIN_DIR OUTPUT_DIR\n";
     return 2;

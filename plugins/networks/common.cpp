@@ -15,7 +15,14 @@ const std::vector<std::string>& activation_names() {
 std::function<torch::Tensor(const torch::Tensor&)> activation(const std::string& name,
                                                               const std::string& arg) {
   if (name == "relu") return [](const torch::Tensor& x) { return torch::relu(x); };
-  if (name == "relu6") return [](const torch::Tensor& x) { return torch::hardtanh(x, 0, 6); };
+  if (name == "relu6")
+    return [](const torch::Tensor& x) {
+      // libtorch 1.13 has no bfloat16 CPU kernel for hardtanh's backward: bf16 (autocast) runs it
+      // in fp32, with the same values (clamping is exact) and hardtanh's own gradient at 0 and 6.
+      if (x.scalar_type() == torch::kBFloat16)
+        return torch::hardtanh(x.to(torch::kFloat), 0, 6).to(torch::kBFloat16);
+      return torch::hardtanh(x, 0, 6);
+    };
   if (name == "gelu") return [](const torch::Tensor& x) { return torch::gelu(x); };
   if (name == "tanh") return [](const torch::Tensor& x) { return torch::tanh(x); };
   if (name == "sigmoid") return [](const torch::Tensor& x) { return torch::sigmoid(x); };

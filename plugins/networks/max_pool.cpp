@@ -1,5 +1,6 @@
 // Max pooling over non-overlapping windows (stride = kernel, no padding) of contiguous NCHW float
-// tensors on the CPU: the pooling of nearly every CNN (2x2, stride 2).
+// (and, through a float copy, bfloat16) tensors on the CPU: the pooling of nearly every CNN (2x2,
+// stride 2).
 //
 // libtorch 1.13's NCHW max_pool2d kernel is scalar, writes 64-bit indices and zero-fills the whole
 // input gradient before scattering into it; on the benchmark CNN it took ~2 ms a call, more than
@@ -195,10 +196,15 @@ struct WindowMaxPool : torch::autograd::Function<WindowMaxPool> {
 
 torch::Tensor max_pool2d(const torch::Tensor& x, std::array<int64_t, 2> kernel,
                          std::array<int64_t, 2> stride) {
+  const bool bf16 = x.scalar_type() == torch::kBFloat16;
   if (kernel == stride && kernel[0] * kernel[1] <= 256 && x.dim() == 4 && x.is_cpu() &&
-      x.scalar_type() == torch::kFloat && x.is_contiguous() && x.size(2) >= kernel[0] &&
-      x.size(3) >= kernel[1])
+      (x.scalar_type() == torch::kFloat || bf16) && x.is_contiguous() && x.size(2) >= kernel[0] &&
+      x.size(3) >= kernel[1]) {
+    // bf16 (autocast): libtorch 1.13's bf16 pooling is the same scalar kernel; pooling the fp32
+    // copy is exact (every bf16 value is a float, the maximum is one of them) and faster.
+    if (bf16) return WindowMaxPool::apply(x.to(torch::kFloat), kernel[0], kernel[1]).to(x.dtype());
     return WindowMaxPool::apply(x, kernel[0], kernel[1]);
+  }
   return torch::max_pool2d(x, kernel, stride);
 }
 

@@ -22,7 +22,8 @@ class ConvBNReLU6Impl : public torch::nn::SequentialImpl {
                                     .groups(groups)
                                     .bias(false)));
     push_back(torch::nn::BatchNorm2d(out));
-    push_back(torch::nn::ReLU6());
+    // activation("relu6"): torch::nn::ReLU6, with a backward that also runs in bf16 (autocast).
+    push_back(torch::nn::Functional(activation("relu6", "activation")));
   }
   torch::Tensor forward(torch::Tensor x) { return SequentialImpl::forward(x); }
 };

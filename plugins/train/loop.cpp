@@ -250,6 +250,7 @@ Logs LoopRunner::run(TrainContext& ctx) {
             "the train loop needs a model, a loss, an optimizer and training data");
   ctx.stop_training = false;
   ctx.step_settings = StepSettings{options_.grad_accumulation, options_.clip_grad_norm};
+  ctx.use_precision(options_.precision);
   ctx.callbacks = callbacks_;
   run_dir_ = ctx.run_dir;
   ctx.num_epochs = ctx.dry_run ? 1 : options_.num_epochs;  // --dry-run: one epoch of one batch

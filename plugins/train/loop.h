@@ -26,6 +26,7 @@ struct LoopOptions {
   std::vector<Ref<Callback>> callbacks;       ///< Keras-style callbacks
   std::vector<std::string> freeze_submodels;  ///< submodules to freeze, "@"-scoped
   int64_t verbose = 1;                        ///< 0 silent, 1 progress bar, 2 one line per epoch
+  std::string precision = "fp32";             ///< fp32 | bf16 (TrainContext::precision)
   std::optional<double> clip_grad_norm;       ///< KerasTrainLoop: clip the global gradient norm
   int64_t grad_accumulation = 1;              ///< KerasTrainLoop: batches per optimizer step
   Ref<TrainStep> train_step;                  ///< CustomTrainLoop: the step; null = Supervised
@@ -53,7 +54,12 @@ Definition<TrainLoop, Options>& common_loop_args(Definition<TrainLoop, Options>&
       .template arg<int64_t>("verbose", &Options::verbose,
                              "0 silent, 1 progress bar, 2 one line per epoch")
       .min(0)
-      .max(2);
+      .max(2)
+      .template arg<std::string>(
+          "precision", &Options::precision,
+          "fp32, or bf16: the model under autocast to bfloat16 with fp32 weights, loss and "
+          "metrics (--precision overrides it)")
+      .choices({"fp32", "bf16"});
 }
 
 class LoopRunner : public TrainLoop {

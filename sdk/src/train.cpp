@@ -1,5 +1,6 @@
 #include "ktf/train.h"
 
+#include <ATen/autocast_mode.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -9,11 +10,86 @@
 #include <iostream>
 #include <sstream>
 
+#include "ktf/process.h"
+
 namespace ktf {
 namespace {
 std::atomic<bool> g_interrupted{false};
 std::atomic<bool> g_checkpoint{false};
+std::atomic<bool> g_bf16_warned{false};
+
+/// libtorch's autocast to bfloat16 on `device` while in scope, restoring the previous state after.
+/// Autocast keeps the bf16 copies of the weights it made in a cache until the outermost scope
+/// ends; clearing it there means the next forward casts the updated weights afresh.
+class Bf16Autocast {
+ public:
+  explicit Bf16Autocast(torch::Device device) : type_(device.type()) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    was_enabled_ = at::autocast::is_autocast_enabled(type_);
+    was_dtype_ = at::autocast::get_autocast_dtype(type_);
+    at::autocast::set_autocast_enabled(type_, true);
+    at::autocast::set_autocast_dtype(type_, at::kBFloat16);
+#else
+    if (type_ == torch::kCPU) {
+      was_enabled_ = at::autocast::is_cpu_enabled();
+      was_dtype_ = at::autocast::get_autocast_cpu_dtype();
+      at::autocast::set_cpu_enabled(true);
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    } else {
+      was_enabled_ = at::autocast::is_enabled();
+      was_dtype_ = at::autocast::get_autocast_gpu_dtype();
+      at::autocast::set_enabled(true);
+      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    }
+#endif
+    at::autocast::increment_nesting();
+  }
+  ~Bf16Autocast() {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(type_, was_enabled_);
+    at::autocast::set_autocast_dtype(type_, was_dtype_);
+#else
+    if (type_ == torch::kCPU) {
+      at::autocast::set_cpu_enabled(was_enabled_);
+      at::autocast::set_autocast_cpu_dtype(was_dtype_);
+    } else {
+      at::autocast::set_enabled(was_enabled_);
+      at::autocast::set_autocast_gpu_dtype(was_dtype_);
+    }
+#endif
+  }
+  Bf16Autocast(const Bf16Autocast&) = delete;
+  Bf16Autocast& operator=(const Bf16Autocast&) = delete;
+
+ private:
+  torch::DeviceType type_;
+  bool was_enabled_ = false;
+  at::ScalarType was_dtype_ = at::kBFloat16;
+};
+
 }  // namespace
+
+Precision parse_precision(const std::string& name) {
+  if (name == "fp32") return Precision::FP32;
+  if (name == "bf16") return Precision::BF16;
+  throw Error("precision '" + name + "': expected fp32 or bf16");
+}
+
+const char* precision_name(Precision precision) {
+  return precision == Precision::BF16 ? "bf16" : "fp32";
+}
+
+void TrainContext::use_precision(const std::string& name) {
+  if (!precision_from_command_line) precision = parse_precision(name);
+  if (precision != Precision::BF16 || !device.is_cpu()) return;
+  const std::string missing = cpu_info().bf16_missing();
+  if (missing.empty() || g_bf16_warned.exchange(true)) return;
+  const std::string line = "warning: precision bf16: this CPU lacks " + missing +
+                           "; bf16 runs, through slower kernels than fp32's";
+  std::cerr << "ktf: " << line << std::endl;
+  if (log_sink) log_sink(line);
+}
 
 void request_interrupt(bool value) { g_interrupted.store(value); }
 void request_checkpoint(bool value) { g_checkpoint.store(value); }
@@ -111,7 +187,16 @@ void clear_gradients(Optimizer& optimizer) {
 
 torch::Tensor TrainContext::forward(const torch::Tensor& input) {
   KTF_CHECK_RUNTIME(model, "the train context has no model");
-  return with_context(model_path, [&] { return model->forward(input); });
+  if (precision == Precision::FP32)
+    return with_context(model_path, [&] { return model->forward(input); });
+  return with_context(model_path, [&] {
+    torch::Tensor out;
+    {
+      Bf16Autocast autocast(device);
+      out = model->forward(input);
+    }
+    return out.scalar_type() == torch::kBFloat16 ? out.to(torch::kFloat) : out;
+  });
 }
 
 bool TrainContext::backward_and_step(const torch::Tensor& loss) {

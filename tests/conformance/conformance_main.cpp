@@ -18,6 +18,7 @@
 #include <ktf/network.h>
 #include <ktf/plugin.h>
 #include <ktf/plugin_loader.h>
+#include <ktf/process.h>
 #include <ktf/train.h>
 
 #include <filesystem>
@@ -569,9 +570,10 @@ void check_dataset(const ktf::Spec& spec, ktf::BuildContext& ctx) {
   auto want = stream->next();
   auto got = resumed->next();
   ASSERT_EQ(want.has_value(), got.has_value()) << "a stream loaded with a saved state ended early";
-  if (want)
+  if (want) {
     EXPECT_TRUE(torch::equal(want->input, got->input) && torch::equal(want->target, got->target))
         << "a stream loaded with a saved position yields a different batch";
+  }
 }
 
 /// A loop stopped at its `stop_at`-th safe point and resumed from what the engine would checkpoint
@@ -789,6 +791,7 @@ TEST(Descriptor, FilledAndMatchesHost) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ktf::use_best_cpu_kernels(argc, argv);  // the kernels ktf-host runs on this CPU
   testing::InitGoogleTest(&argc, argv);
   std::vector<std::string> dependencies;
   for (int i = 1; i < argc; ++i) {

@@ -176,6 +176,95 @@ TEST(HostConfigs, EveryShippedConfigTrainsShortened) {
   }
 }
 
+/// Per cycle: {loss, val_loss} of a run's metrics.jsonl.
+std::vector<std::pair<double, double>> losses_of(const std::string& run_dir) {
+  std::ifstream metrics(run_dir + "/metrics.jsonl");
+  std::vector<std::pair<double, double>> out;
+  for (std::string line; std::getline(metrics, line);) {
+    Json m = Json::parse(line);
+    out.emplace_back(m.at("loss").as_number(), m.at("val_loss").as_number());
+  }
+  return out;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+/// OpenBLAS's generic kernels (Prescott, what Debian's OpenBLAS falls back to on CPUs newer than
+/// itself) and the ones ktf-host chooses for this CPU give the same training, up to rounding, on
+/// every shipped network; and bf16 trains each of them to nearly the fp32 losses.
+TEST(HostConfigs, GenericAndChosenKernelsAndBf16AgreeOnEveryShippedConfig) {
+  for (const auto& path : shipped_configs()) {
+    SCOPED_TRACE(path.string());
+    const std::string name = path.stem().string();
+    const std::string args = "-c " + path.string() + shortening_overrides(path) + " --threads 2";
+    const std::string generic = ktf::test::scratch_dir("kernels_generic_" + name);
+    const std::string chosen = ktf::test::scratch_dir("kernels_chosen_" + name);
+    const std::string bf16 = ktf::test::scratch_dir("kernels_bf16_" + name);
+    auto r = ktf::test::run_command("OPENBLAS_CORETYPE=Prescott " +
+                                    host_command(args + " -o " + generic));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = ktf::test::run_command("env -u OPENBLAS_CORETYPE " + host_command(args + " -o " + chosen));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = ktf::test::run_command("env -u OPENBLAS_CORETYPE " +
+                               host_command(args + " --precision bf16 -o " + bf16));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    if (sizeof(KTF_TORCH_BLAS_SONAME) > 1) {  // Debian: libtorch's matrix products in OpenBLAS
+      EXPECT_NE(read_text(generic + "/log.txt")
+                    .find("ktf: OpenBLAS kernels Prescott, from "
+                          "OPENBLAS_CORETYPE=Prescott"),
+                std::string::npos);
+      EXPECT_EQ(read_text(chosen + "/log.txt").find("OpenBLAS kernels Prescott"),
+                std::string::npos);
+    } else {  // PyTorch's wheels: MKL inside libtorch, OPENBLAS_CORETYPE changes nothing
+      EXPECT_NE(read_text(generic + "/log.txt").find("ktf: BLAS: MKL (inside libtorch)"),
+                std::string::npos);
+    }
+    const auto a = losses_of(generic), b = losses_of(chosen), c = losses_of(bf16);
+    ASSERT_EQ(a.size(), b.size());
+    ASSERT_EQ(a.size(), c.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      SCOPED_TRACE("cycle " + std::to_string(i + 1));
+      EXPECT_NEAR(a[i].first, b[i].first, 5e-3 * std::abs(a[i].first));
+      EXPECT_NEAR(a[i].second, b[i].second, 5e-3 * std::abs(a[i].second));
+      EXPECT_NEAR(c[i].first, b[i].first, 0.05 * std::abs(b[i].first));
+      EXPECT_NEAR(c[i].second, b[i].second, 0.08 * std::abs(b[i].second));
+      EXPECT_NE(c[i].first, b[i].first) << "bf16 gave fp32's loss exactly: autocast did not run";
+    }
+    std::printf("%s: loss generic/chosen/bf16:", name.c_str());
+    for (size_t i = 0; i < a.size(); ++i)
+      std::printf(" [%.6f %.6f %.6f | val %.6f %.6f %.6f]", a[i].first, b[i].first, c[i].first,
+                  a[i].second, b[i].second, c[i].second);
+    std::printf("\n");
+  }
+}
+
+TEST(HostPrecision, CommandLinePrecisionIsStoredAndAChangeOnResumeIsRefused) {
+  const std::string out = ktf::test::scratch_dir("precision_cli") + "/run";
+  const std::string config = " -c " + std::string(KTF_SOURCE_DIR) + "/bench/configs/tiny.json" +
+                             " --set /0/train_loop/ktf.train.KerasTrainLoop/steps_per_epoch=3";
+  auto r = host(config + " --precision bf16 -q -o " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  Json stored = Json::parse_file(out + "/config.resolved.json");
+  EXPECT_EQ(stored.as_array()[0]
+                .at("train_loop")
+                .at("ktf.train.KerasTrainLoop")
+                .at("precision")
+                .as_string(),
+            "bf16");
+  auto changed = host("--resume " + out + " --precision fp32");
+  EXPECT_EQ(changed.exit_code, 2) << changed.output;
+  EXPECT_NE(
+      changed.output.find("/0/train_loop/ktf.train.KerasTrainLoop/precision: \"bf16\" -> \"fp32\""),
+      std::string::npos)
+      << changed.output;
+  auto bad = host(config + " --precision fp16 -o " + out + "-bad");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_EQ(bad.output, "ktf-host: precision 'fp16': expected fp32 or bf16\n");
+}
+
 TEST(HostConfigs, OriginalToolsMinimalConfigTrains) {
   // The original README's first config, word for word except the dataset: affNIST is not
   // packaged, so Fashion-MNIST stands in. OneHeadNet gets its default base, the optimizer and the

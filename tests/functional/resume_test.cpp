@@ -203,8 +203,9 @@ TEST_F(Resume, SigtermCheckpointsExits130AndResumesBitwise) {
       stops += code == 130;
     }
     const std::string log = read_file(dir_ + "/" + run + "/log.txt");
-    if (log.find("resuming from checkpoint") != std::string::npos)
+    if (log.find("resuming from checkpoint") != std::string::npos) {
       EXPECT_NE(log.find(" (signal): "), std::string::npos) << log;
+    }
     expect_same_as_reference(run, "SIGTERM, " + run);
   }
 }

@@ -115,16 +115,19 @@ TEST(Layers, SamePoolingIgnoresThePadding) {
 /// MaxPool2d's own kernel for non-overlapping windows against torch::max_pool2d: values, the
 /// gradient (which element of each window receives it), uncovered edge rows and columns.
 void expect_max_pool_matches_libtorch(const std::string& layer, std::vector<int64_t> shape,
-                                      std::array<int64_t, 2> kernel) {
-  SCOPED_TRACE(layer + " on " + c10::str(c10::IntArrayRef(shape)));
+                                      std::array<int64_t, 2> kernel,
+                                      torch::Dtype dtype = torch::kFloat) {
+  SCOPED_TRACE(layer + " on " + c10::str(c10::IntArrayRef(shape)) + " " +
+               c10::toString(c10::ScalarType(dtype)));
   auto net = make_network(layer, {shape.begin() + 1, shape.end()});
-  auto x = torch::randn(shape, torch::requires_grad());
+  auto x = torch::randn(shape).to(dtype).requires_grad_();
   auto y = net->forward(x);
   auto x_ref = x.detach().clone().requires_grad_();
   auto y_ref = torch::max_pool2d(x_ref, kernel, kernel);
   ASSERT_EQ(y.sizes(), y_ref.sizes());
+  EXPECT_EQ(y.scalar_type(), dtype);
   EXPECT_TRUE(torch::equal(y, y_ref));
-  auto g = torch::rand(y.sizes()) + 0.5;  // no zeros, so the count below is exact
+  auto g = (torch::rand(y.sizes()) + 0.5).to(dtype);  // no zeros, so the count below is exact
   y.backward(g);
   y_ref.backward(g);
   EXPECT_TRUE(torch::equal(x.grad(), x_ref.grad()));
@@ -146,6 +149,11 @@ TEST(Layers, MaxPoolKernelMatchesLibtorch) {
   // Large enough to be split across threads.
   expect_max_pool_matches_libtorch(R"({"ktf.layers.MaxPool2d": {"kernel_size": 2}})",
                                    {64, 32, 26, 26}, {2, 2});
+  // bfloat16 (under --precision bf16) goes through the same kernel, with libtorch's results.
+  expect_max_pool_matches_libtorch(R"({"ktf.layers.MaxPool2d": {"kernel_size": 2}})",
+                                   {8, 16, 26, 26}, {2, 2}, torch::kBFloat16);
+  expect_max_pool_matches_libtorch(R"({"ktf.layers.MaxPool2d": {"kernel_size": 2}})", {2, 5, 11, 7},
+                                   {2, 2}, torch::kBFloat16);
 }
 
 TEST(Layers, MaxPoolKernelTiesNaNAndSecondOrder) {

@@ -169,13 +169,19 @@ void expect_flat_adam_matches_torch(torch::Dtype dtype, bool large, double toler
     for (int step = 0; step < 6; ++step) {
       dynamic_cast<ktf::FlatGradients*>(flat.get())->zero_gradients();
       wobbly_loss(flat_params, step).backward();
+      // Both optimizers get the same gradients, bit for bit: computed on the flat layout's views,
+      // elementwise kernels may round an element differently (vectorised or scalar tail), and
+      // Adam amplifies that where a gradient is near zero. What is compared is the update alone.
+      for (size_t i = 0; i < ref_params.size(); ++i)
+        ref_params[i].mutable_grad() = flat_params[i].grad().detach().clone();
       flat->step();
-      for (auto& p : ref_params) p.mutable_grad() = torch::Tensor();
-      wobbly_loss(ref_params, step).backward();
       ref->step();
     }
     for (size_t i = 0; i < flat_params.size(); ++i) {
-      EXPECT_TRUE(torch::allclose(flat_params[i], ref_params[i], tolerance, tolerance)) << i;
+      EXPECT_TRUE(torch::allclose(flat_params[i], ref_params[i], tolerance, tolerance))
+          << i << ": largest difference "
+          << (flat_params[i] - ref_params[i]).abs().max().item<double>() << " of "
+          << flat_params[i].numel();
       EXPECT_EQ(flat_params[i].strides(), ref_params[i].strides()) << i;  // layout kept
       // Every parameter moved: 6 steps of lr 0.05 with gradients that are never all zero.
       EXPECT_GT((flat_params[i] - shapes_params(3, dtype, large)[i]).abs().min().item<double>(),

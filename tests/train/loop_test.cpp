@@ -490,3 +490,88 @@ TEST(Protocol, TheEpochLossIsTheMeanOverExamples) {
 
 }  // namespace
 }  // namespace ktf::test
+
+namespace ktf::test {
+namespace {
+
+/// A linear model whose forward records the dtype its matrix product ran in.
+struct DtypeProbe : Network {
+  DtypeProbe() { fc = register_module("fc", torch::nn::Linear(16, 4)); }
+  torch::Tensor forward(torch::Tensor x) override {
+    auto y = fc(x);
+    seen = y.scalar_type();
+    return y;
+  }
+  torch::nn::Linear fc{nullptr};
+  torch::ScalarType seen = torch::kFloat;
+};
+
+TEST(Precision, Bf16ForwardRunsUnderAutocastWithFp32WeightsOutputAndGradients) {
+  torch::manual_seed(3);
+  auto model = std::make_shared<DtypeProbe>();
+  auto reference = std::make_shared<DtypeProbe>();
+  {
+    torch::NoGradGuard no_grad;
+    reference->fc->weight.copy_(model->fc->weight);
+    reference->fc->bias.copy_(model->fc->bias);
+  }
+  const auto x = torch::randn({32, 16});
+  const auto target = torch::randint(0, 4, {32});
+  TrainContext ctx, ref;
+  ctx.model = model;
+  ref.model = reference;
+  ctx.use_precision("bf16");
+  EXPECT_EQ(ctx.precision, Precision::BF16);
+  for (TrainContext* c : {&ctx, &ref})
+    c->optimizer =
+        std::make_shared<torch::optim::SGD>(c->model->parameters(), torch::optim::SGDOptions(0.5));
+  for (int step = 0; step < 3; ++step) {
+    auto out = ctx.forward(x);
+    auto out_ref = ref.forward(x);
+    EXPECT_EQ(model->seen, torch::kBFloat16) << "the matrix product ran in bf16";
+    EXPECT_EQ(reference->seen, torch::kFloat);
+    EXPECT_EQ(out.scalar_type(), torch::kFloat) << "forward() hands the loss fp32";
+    // bf16 keeps 8 bits of mantissa: close to fp32, not equal.
+    EXPECT_TRUE(torch::allclose(out, out_ref, 3e-2, 3e-2)) << step;
+    EXPECT_FALSE(torch::equal(out, out_ref));
+    // After an optimizer step the next forward uses the new weights: autocast's cache of bf16
+    // weight copies is cleared at the end of each forward (a stale copy would repeat `out`).
+    auto loss = torch::nn::functional::cross_entropy(out, target);
+    ctx.backward_and_step(loss);
+    ref.backward_and_step(torch::nn::functional::cross_entropy(out_ref, target));
+    EXPECT_EQ(model->fc->weight.scalar_type(), torch::kFloat);
+    EXPECT_TRUE(torch::allclose(model->fc->weight, reference->fc->weight, 2e-2, 2e-2)) << step;
+  }
+  // Outside forward() autocast is off again.
+  EXPECT_EQ(model->fc(x).scalar_type(), torch::kFloat);
+}
+
+TEST(Precision, CommandLineWinsAndBadNamesAreRejected) {
+  TrainContext ctx;
+  ctx.precision = Precision::BF16;
+  ctx.precision_from_command_line = true;
+  ctx.use_precision("fp32");
+  EXPECT_EQ(ctx.precision, Precision::BF16);
+  TrainContext plain;
+  plain.use_precision("fp32");
+  EXPECT_EQ(plain.precision, Precision::FP32);
+  try {
+    plain.use_precision("fp16");
+    FAIL() << "fp16 accepted";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "precision 'fp16': expected fp32 or bf16");
+  }
+  EXPECT_STREQ(precision_name(Precision::BF16), "bf16");
+}
+
+TEST(Precision, TheLoopsPrecisionArgumentReachesTheContext) {
+  Harness h("precision_arg");
+  auto loop = h.loop(Json::parse(
+      R"({"ktf.train.KerasTrainLoop": {"num_epochs": 1, "verbose": 0, "precision": "bf16"}})"));
+  Logs logs = loop->run(h.ctx);
+  EXPECT_EQ(h.ctx.precision, Precision::BF16);
+  EXPECT_TRUE(std::isfinite(log_value(logs, "loss")));
+}
+
+}  // namespace
+}  // namespace ktf::test

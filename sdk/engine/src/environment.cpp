@@ -3,6 +3,8 @@
 // CycleBuilder. Exact resume: docs/reliability.md.
 #include "ktf/environment.h"
 
+#include <dlfcn.h>
+
 #include <ATen/Parallel.h>
 #include <unistd.h>
 
@@ -20,6 +22,7 @@
 #include "ktf/config.h"
 #include "ktf/cycle.h"
 #include "ktf/network.h"
+#include "ktf/process.h"
 #include "ktf/state.h"
 #include "ktf/train.h"
 
@@ -183,6 +186,41 @@ struct Resume {
 /// logged by the Runner first.
 using Notes = std::vector<std::string>;
 
+/// The CPU's kernels, for the log: OpenBLAS's (or MKL's) and oneDNN's.
+std::string cpu_kernels_text() {
+  std::string blas = blas_kernels_note();
+  if (blas.empty())
+    blas = std::string("BLAS: ") + (at::hasMKL() ? "MKL (inside libtorch)" : "not OpenBLAS") +
+           " on this CPU (" + cpu_info().model_name + ", " + cpu_info().isa() + ")";
+  // oneDNN 2.x's dnnl_cpu_isa_t values (Debian's libtorch links libdnnl.so.2 dynamically).
+  using IsaFn = int (*)();
+  if (auto fn = reinterpret_cast<IsaFn>(dlsym(RTLD_DEFAULT, "dnnl_get_effective_cpu_isa"))) {
+    static const std::map<int, const char*> names = {{0x1, "sse41"},
+                                                     {0x3, "avx"},
+                                                     {0x7, "avx2"},
+                                                     {0x407, "avx2_vnni"},
+                                                     {0x27, "avx512_core"},
+                                                     {0x67, "avx512_core_vnni"},
+                                                     {0xe7, "avx512_core_bf16"},
+                                                     {0x3e7, "avx512_core_amx"}};
+    const int isa = fn();
+    auto it = names.find(isa);
+    blas += "; oneDNN ISA " + (it != names.end() ? std::string(it->second) : std::to_string(isa));
+  }
+  return blas;
+}
+
+/// --precision: sets the "precision" argument of every cycle's train loop that has one.
+void set_loop_precision(Json& cycles, const std::string& precision) {
+  parse_precision(precision);  // a bad value is a command-line error (exit 2)
+  for (Json& cycle : cycles.as_array()) {
+    Json* loop = cycle.find("train_loop");
+    if (!loop || !loop->is_object() || loop->size() != 1) continue;
+    Json& args = loop->as_object().begin()->second;
+    if (args.is_object() && args.find("precision")) args.set("precision", precision);
+  }
+}
+
 /// Runs the resolved cycles of one run.
 class Runner {
   int64_t run_started_;  ///< first member: initialised before the others use it
@@ -206,6 +244,7 @@ class Runner {
   RunResult run(int threads) {
     log("ktf: run directory " + files_.dir.string() + ", device " + device_.str() + ", " +
         std::to_string(threads) + " threads, seed " + std::to_string(seed_));
+    if (device_.is_cpu()) log("ktf: " + cpu_kernels_text());
     for (const auto& note : notes_) {  // warnings: on stderr also with --quiet, and in log.txt
       std::cerr << "ktf: " << note << (note.back() == '\n' ? "" : "\n");
       *files_.log << "ktf: " << note << std::endl;
@@ -282,6 +321,10 @@ class Runner {
     tc.epochs_before = state_.epochs_before;
     tc.steps_before = state_.steps_before;
     tc.run_started = run_started_;
+    if (!options_.precision.empty()) {
+      tc.precision = parse_precision(options_.precision);
+      tc.precision_from_command_line = true;
+    }
     auto log_file = files_.log;
     tc.log_sink = [log_file](const std::string& line) { *log_file << line << std::endl; };
     auto metrics = files_.metrics;
@@ -394,6 +437,7 @@ class Runner {
     run.set("global_step", tc.global_step);
     run.set("stop_training", tc.stop_training);
     run.set("seed", std::to_string(seed_));
+    run.set("precision", options_.precision);  // --precision; loops without the argument use it
     run.set("threads", static_cast<int64_t>(at::get_num_threads()));
     run.set("run_started", run_started_);
     run.set("where", where_text);
@@ -678,6 +722,7 @@ RunResult Environment::run(Json config) {
   for (const auto& o : options_.overrides) apply_override(config, o);
   // Every value of every cycle is checked against the specs before anything is built.
   Json cycles = resolve_config(config, registry_);
+  if (!options_.precision.empty()) set_loop_precision(cycles, options_.precision);
   uint64_t seed = options_.seed.value_or(0);
   bool write_config = !resume;
   if (resume) {
@@ -704,6 +749,13 @@ RunResult Environment::run(Json config) {
     if (options_.seed && *options_.seed != saved_seed)
       changes.push_back({"(--seed)", seed_json(saved_seed), seed_json(*options_.seed)});
     seed = saved_seed;
+    const State& saved_run = resume->state.child("run");
+    const std::string saved_precision =
+        saved_run.has("precision") ? saved_run.at("precision").as_string() : "";
+    if (!options_.precision.empty() && options_.precision != saved_precision)
+      changes.push_back({"(--precision)", Json(saved_precision.empty() ? "none" : saved_precision),
+                         Json(options_.precision)});
+    if (options_.precision.empty()) options_.precision = saved_precision;
     auto plugins =
         plugin_changes(Json::parse_file((run_dir / "plugins.json").string()), options_.plugins);
     std::string text;

@@ -58,6 +58,15 @@ enum class SafePoint {
   EpochEnd     ///< after on_epoch_end
 };
 
+/// Numeric precision of a cycle's forward passes (the train loops' "precision", --precision).
+enum class Precision {
+  FP32,  ///< everything in float32
+  BF16   ///< the model under libtorch's autocast to bfloat16; weights, loss and metrics in fp32
+};
+/// "fp32" -> FP32, "bf16" -> BF16; anything else throws ktf::Error naming the choices.
+Precision parse_precision(const std::string& name);
+const char* precision_name(Precision precision);
+
 struct StepSettings {
   int64_t accumulation = 1;              ///< batches whose gradients are summed per step (>= 1)
   std::optional<double> clip_grad_norm;  ///< clip the global L2 gradient norm; null = off
@@ -118,8 +127,20 @@ class TrainContext {
   torch::MemoryFormat input_format = torch::MemoryFormat::Contiguous;
   /// What backward_and_step(loss) does; the train loop sets it from its arguments.
   StepSettings step_settings;
+  /// Precision of forward(). BF16 runs the model under libtorch's autocast (matrix products and
+  /// convolutions in bfloat16 on the CPU, the ops autocast keeps in fp32 in fp32), keeps the
+  /// weights (the optimizer's master copy) in fp32 and returns the output as fp32, so a loss,
+  /// softmax and metrics compute in fp32. Gradients reach the fp32 weights through autocast's
+  /// casts, so backward_and_step() and the optimizers are unchanged. The engine sets it from
+  /// --precision; a loop applies its own "precision" argument with use_precision().
+  Precision precision = Precision::FP32;
+  /// True when --precision set `precision`: it then wins over the loop's argument.
+  bool precision_from_command_line = false;
+  /// A loop's "precision" argument ("fp32" or "bf16"), unless --precision was given. Warns once
+  /// per process, naming what is missing, when bf16 runs on a CPU without bf16 instructions.
+  void use_precision(const std::string& name);
 
-  /// The model's forward pass; an error inside it names the model's config path.
+  /// The model's forward pass in `precision`; an error inside it names the model's config path.
   torch::Tensor forward(const torch::Tensor& input);
 
   /// The backward/step service. Runs backward on `loss` (divided by the accumulation count), and

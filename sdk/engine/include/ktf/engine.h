@@ -11,4 +11,5 @@
 #include "ktf/evaluate.h"
 #include "ktf/ktf.h"
 #include "ktf/plugin_loader.h"
+#include "ktf/process.h"
 #include "ktf/viewer.h"

@@ -40,6 +40,10 @@ struct RunOptions {
   /// Resume even though the config (or --seed) or the plugins differ from the run's; the
   /// differences are printed either way.
   bool allow_config_change = false;
+  /// --precision: "" keeps the loops' own "precision"; "fp32" or "bf16" sets it in every cycle's
+  /// train loop (before the config is stored, so a resume compares it like any config value),
+  /// and is TrainContext::precision for loops that have no such argument.
+  std::string precision;
 };
 
 struct CycleResult {

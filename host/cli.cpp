@@ -1,6 +1,6 @@
-// ktf-host: loads plugins, then trains the config it is given (or answers an inspection verb).
+// ktf-host proper (libktf_host_cli): loads plugins, then trains the config it is given (or answers
+// an inspection verb). The launcher (host/launcher.cpp) has set the process up and parsed argv.
 // It knows no component by name: everything comes from the plugins it loads.
-#include <malloc.h>
 #include <boost/program_options.hpp>
 
 #include <algorithm>
@@ -17,15 +17,11 @@
 #include "ktf/plugin.h"
 #include "ktf/plugin_loader.h"
 #include "ktf/viewer.h"
+#include "options.h"
 
 namespace po = boost::program_options;
 
 namespace {
-
-const char* kUsage =
-    "usage: ktf-host --plugins DIR_OR_FILE... -c CONFIG [--set PTR=JSON]... [options]\n"
-    "       ktf-host --plugins DIR... --resume RUN_DIR | -c CONFIG --resume auto -o DIR\n"
-    "       ktf-host --plugins DIR... --list [KIND] | --describe NAME | --schema | --version\n";
 
 void print_list(const ktf::Registry& registry, const std::string& kind_arg) {
   std::optional<ktf::Kind> kind;
@@ -119,71 +115,24 @@ std::shared_ptr<ktf::Dataset> first_dataset(const std::string& config_path,
 }
 
 int run(int argc, char** argv) {
-  po::options_description opts("options");
-  std::vector<std::string> plugin_sources, overrides;
-  std::string config_path, device, output_dir, list_kind, describe_name, memory_format;
-  int threads = 0;
-  uint64_t seed = 0;
-  opts.add_options()("help,h", "show this help")(
-      "plugins,p", po::value(&plugin_sources)->multitoken()->composing(),
-      "plugin directories or .so files (repeatable); also KTF_PLUGIN_PATH and the installed plugin "
-      "directory")("config,c", po::value(&config_path), "config file (JSON with comments)")(
-      "set", po::value(&overrides)->composing(),
-      "override PTR=JSON, PTR a JSON Pointer into the config (repeatable)")(
-      "device", po::value(&device)->default_value("auto"), "auto | cpu | cuda | cuda:N")(
-      "threads", po::value(&threads)->default_value(0), "intra-op threads (0 = all cores)")(
-      "memory-format", po::value(&memory_format)->default_value("contiguous"),
-      "layout of image inputs and convolution weights: contiguous (NCHW) | channels_last (NHWC)")(
-      "seed", po::value(&seed), "random seed (default 0)")(
-      "output-dir,o", po::value(&output_dir), "run directory (default runs/<config>-<time>)")(
-      "dry-run", "build every cycle, run one batch forward and backward, print shapes, exit")(
-      "resume", po::value<std::string>(),
-      "RUN_DIR: continue that run from its newest complete checkpoint (its stored config unless "
-      "-c is given); auto: resume --output-dir when it holds one, else start fresh there")(
-      "allow-config-change",
-      "with --resume: continue although the config, --seed or the plugins differ from the run's")(
-      "quiet,q", "print only errors")("list", po::value(&list_kind)->implicit_value(""),
-                                      "list registered components [of KIND]")(
-      "describe", po::value(&describe_name), "describe a component's parameters")(
-      "schema", "print the JSON Schema of configs for the loaded components")(
-      "reference", "print the Markdown reference of the loaded components (docs/components.md)")(
-      "version", "print versions")("evaluate", po::value<std::string>(),
-                                   "evaluate RUN_DIR: load its weights, report the metrics on "
-                                   "the validation split, write per-example predictions (CSV)")(
-      "cycle", po::value<int>()->default_value(0),
-      "with --evaluate: the cycle whose weights to load (default: last)")(
-      "predictions", po::value<std::string>(),
-      "with --evaluate: CSV path (default RUN_DIR/predictions-cycle-<k>.csv)")(
-      "convert", po::value<std::string>(),
-      "converter: write the dataset of the config's first cycle as TFRecord shards of "
-      "tf.train.Example into DIR (its examples as stored: in order, unaugmented, raw pixels)")(
-      "shards", po::value<int64_t>()->default_value(4), "with --convert: shards per split")(
-      "gzip", "with --convert: GZIP-compress the shards")(
-      "view", po::value<std::string>(),
-      "viewer: write a PNG contact sheet of the first cycle's training "
-      "examples with their labels, raw and after augmentation")(
-      "view-count", po::value<int64_t>()->default_value(32), "with --view: number of examples");
-
+  ktf::host::Args args;
+  const po::options_description opts = ktf::host::options(args);
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "ktf-host: " << e.what() << "\n" << kUsage;
-    return ktf::kExitConfig;
-  }
+  if (!ktf::host::parse(argc, argv, opts, vm)) return ktf::kExitConfig;
   if (vm.count("help")) {
-    std::cout << kUsage << "\n"
-              << opts << "\nExit codes: 0 done, 1 failed while running, 2 bad "
-              << "command line or config, 3 plugin could not be loaded, 130 interrupted.\n";
+    ktf::host::print_help(opts);
     return 0;
   }
-  if (vm.count("version")) {
-    const auto& d = ktf::host_descriptor();
-    std::cout << "ktf-host " << d.sdk_version << " (plugin ABI " << d.abi_version << ", libtorch "
-              << d.torch_version << ", " << d.build_tag << ")\n";
-    return 0;
-  }
+  const auto& plugin_sources = args.plugin_sources;
+  const auto& overrides = args.overrides;
+  const auto& config_path = args.config_path;
+  const auto& device = args.device;
+  const auto& output_dir = args.output_dir;
+  const auto& memory_format = args.memory_format;
+  const auto& list_kind = args.list_kind;
+  const auto& describe_name = args.describe_name;
+  const int threads = args.threads;
+  const uint64_t seed = args.seed;
 
   ktf::Registry& registry = ktf::Registry::global();
   ktf::PluginLoader loader(registry);
@@ -255,18 +204,19 @@ int run(int argc, char** argv) {
   options.plugins = loader.to_json();
   if (vm.count("resume")) options.resume = vm["resume"].as<std::string>();
   options.allow_config_change = vm.count("allow-config-change") > 0;
+  options.precision = args.precision;
   if (options.allow_config_change && options.resume.empty()) {
-    std::cerr << "ktf-host: --allow-config-change needs --resume\n" << kUsage;
+    std::cerr << "ktf-host: --allow-config-change needs --resume\n" << ktf::host::kUsage;
     return ktf::kExitConfig;
   }
   if (!options.resume.empty() && options.dry_run) {
-    std::cerr << "ktf-host: --dry-run and --resume cannot be combined\n" << kUsage;
+    std::cerr << "ktf-host: --dry-run and --resume cannot be combined\n" << ktf::host::kUsage;
     return ktf::kExitConfig;
   }
 
   const bool resume_dir = !options.resume.empty() && options.resume != "auto";
   if (config_path.empty() && !resume_dir) {
-    std::cerr << "ktf-host: no config given (-c CONFIG)\n" << kUsage;
+    std::cerr << "ktf-host: no config given (-c CONFIG)\n" << ktf::host::kUsage;
     return ktf::kExitConfig;
   }
   ktf::Json config;
@@ -278,22 +228,10 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-/// libtorch's CPU tensors come from malloc. glibc serves blocks above its mmap threshold (128 KiB,
-/// rising to at most 32 MiB) with mmap and unmaps them on free, so every step page-faults and
-/// zeroes its activation and gradient memory afresh. Keeping blocks up to 64 MiB in the heap and
-/// not trimming its top made a ResNet-18 step 4 % faster on the benchmark machine (957 against
-/// 998 ms, alternating runs). A MALLOC_MMAP_THRESHOLD_ in the environment still wins.
-void keep_tensor_memory_in_the_heap() {
-  if (std::getenv("MALLOC_MMAP_THRESHOLD_")) return;
-  mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
-  mallopt(M_TOP_PAD, 64 << 20);
-}
-
 }  // namespace
 
-int main(int argc, char** argv) {
-  keep_tensor_memory_in_the_heap();
+/// The host proper, called by ktf-host's launcher (host/launcher.cpp) once the process is set up.
+extern "C" __attribute__((visibility("default"))) int ktf_host_main(int argc, char** argv) {
   try {
     return run(argc, argv);
   } catch (const ktf::Error& e) {

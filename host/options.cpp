@@ -1,0 +1,84 @@
+// ktf-host's options (host/options.h).
+#include "options.h"
+
+#include <iostream>
+
+namespace po = boost::program_options;
+
+namespace ktf::host {
+
+const char* const kUsage =
+    "usage: ktf-host --plugins DIR_OR_FILE... -c CONFIG [--set PTR=JSON]... [options]\n"
+    "       ktf-host --plugins DIR... --resume RUN_DIR | -c CONFIG --resume auto -o DIR\n"
+    "       ktf-host --plugins DIR... --list [KIND] | --describe NAME | --schema | --version\n";
+
+po::options_description options(Args& a) {
+  po::options_description opts("options");
+  opts.add_options()("help,h", "show this help")(
+      "plugins,p", po::value(&a.plugin_sources)->multitoken()->composing(),
+      "plugin directories or .so files (repeatable); also KTF_PLUGIN_PATH and the installed plugin "
+      "directory")("config,c", po::value(&a.config_path), "config file (JSON with comments)")(
+      "set", po::value(&a.overrides)->composing(),
+      "override PTR=JSON, PTR a JSON Pointer into the config (repeatable)")(
+      "device", po::value(&a.device)->default_value("auto"), "auto | cpu | cuda | cuda:N")(
+      "threads", po::value(&a.threads)->default_value(0), "intra-op threads (0 = all cores)")(
+      "memory-format", po::value(&a.memory_format)->default_value("contiguous"),
+      "layout of image inputs and convolution weights: contiguous (NCHW) | channels_last (NHWC)")(
+      "seed", po::value(&a.seed), "random seed (default 0)")(
+      "output-dir,o", po::value(&a.output_dir), "run directory (default runs/<config>-<time>)")(
+      "dry-run", "build every cycle, run one batch forward and backward, print shapes, exit")(
+      "resume", po::value<std::string>(),
+      "RUN_DIR: continue that run from its newest complete checkpoint (its stored config unless "
+      "-c is given); auto: resume --output-dir when it holds one, else start fresh there")(
+      "allow-config-change",
+      "with --resume: continue although the config, --seed or the plugins differ from the run's")(
+      "quiet,q", "print only errors")("list", po::value(&a.list_kind)->implicit_value(""),
+                                      "list registered components [of KIND]")(
+      "describe", po::value(&a.describe_name), "describe a component's parameters")(
+      "schema", "print the JSON Schema of configs for the loaded components")(
+      "reference", "print the Markdown reference of the loaded components (docs/components.md)")(
+      "version", "print versions")("evaluate", po::value<std::string>(),
+                                   "evaluate RUN_DIR: load its weights, report the metrics on "
+                                   "the validation split, write per-example predictions (CSV)")(
+      "cycle", po::value<int>()->default_value(0),
+      "with --evaluate: the cycle whose weights to load (default: last)")(
+      "predictions", po::value<std::string>(),
+      "with --evaluate: CSV path (default RUN_DIR/predictions-cycle-<k>.csv)")(
+      "convert", po::value<std::string>(),
+      "converter: write the dataset of the config's first cycle as TFRecord shards of "
+      "tf.train.Example into DIR (its examples as stored: in order, unaugmented, raw pixels)")(
+      "shards", po::value<int64_t>()->default_value(4), "with --convert: shards per split")(
+      "gzip", "with --convert: GZIP-compress the shards")(
+      "view", po::value<std::string>(),
+      "viewer: write a PNG contact sheet of the first cycle's training "
+      "examples with their labels, raw and after augmentation")(
+      "view-count", po::value<int64_t>()->default_value(32), "with --view: number of examples")(
+      "precision", po::value(&a.precision),
+      "fp32 | bf16: the train loops' precision (overrides their \"precision\"); bf16 runs the "
+      "model "
+      "under autocast with fp32 master weights")(
+      "blas-tuning", po::value(&a.blas_tuning)->default_value("on"),
+      "on: where OpenBLAS chose kernels for an older CPU than this one, use the right ones (see "
+      "docs/performance.md); off: keep OpenBLAS's choice (as KTF_BLAS_TUNING=off)");
+
+  return opts;
+}
+
+bool parse(int argc, char** argv, const po::options_description& opts, po::variables_map& vm) {
+  try {
+    po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
+    po::notify(vm);
+    return true;
+  } catch (const po::error& e) {
+    std::cerr << "ktf-host: " << e.what() << "\n" << kUsage;
+    return false;
+  }
+}
+
+void print_help(const po::options_description& opts) {
+  std::cout << kUsage << "\n"
+            << opts << "\nExit codes: 0 done, 1 failed while running, 2 bad "
+            << "command line or config, 3 plugin could not be loaded, 130 interrupted.\n";
+}
+
+}  // namespace ktf::host

@@ -1,0 +1,35 @@
+// ktf-host's command line, shared by the launcher (which answers --help and --version and sets the
+// process up before libtorch loads) and the host proper (libktf_host_cli, which does the work).
+#pragma once
+
+#include <boost/program_options.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ktf::host {
+
+extern const char* const kUsage;
+
+/// Values of the options that are not read through the variables map.
+struct Args {
+  std::vector<std::string> plugin_sources, overrides;
+  std::string config_path, device, output_dir, list_kind, describe_name, memory_format, precision,
+      blas_tuning;
+  int threads = 0;
+  uint64_t seed = 0;
+};
+
+/// Every option of ktf-host, bound to `args`.
+boost::program_options::options_description options(Args& args);
+
+/// Parses argv into `vm`; on a bad command line prints the error and the usage to stderr and
+/// returns false.
+bool parse(int argc, char** argv, const boost::program_options::options_description& opts,
+           boost::program_options::variables_map& vm);
+
+/// Prints --help.
+void print_help(const boost::program_options::options_description& opts);
+
+}  // namespace ktf::host
