@@ -43,13 +43,13 @@ void* open_host() {
   const std::string dir = executable_dir();
   std::string errors;
   for (const std::string& path :
-       {dir + "/libktf_host_cli.so", dir + "/../" KTF_INSTALL_LIBDIR "/libktf_host_cli.so"}) {
+       {dir + "/libktf_host_cli.so", dir + "/" KTF_BIN_TO_LIBDIR "/libktf_host_cli.so"}) {
     if (access(path.c_str(), F_OK) != 0) continue;
     if (void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL)) return handle;
     errors += std::string("\n  ") + dlerror();
   }
   std::cerr << "ktf-host: cannot load the host library libktf_host_cli.so beside " << dir
-            << " or in " << dir << "/../" KTF_INSTALL_LIBDIR
+            << " or in " << dir << "/" KTF_BIN_TO_LIBDIR
             << (errors.empty() ? ": not found" : ":" + errors) << "\n";
   return nullptr;
 }

@@ -8,7 +8,10 @@ EXTRA=()
 if [[ "${KTF_TORCH:-1}" == "2" ]]; then
   BUILD_DIR=${KTF_BUILD_DIR:-build-torch2}
   VENV=${KTF_TORCH2_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ktf-torch2/venv}
-  EXTRA=(-DCMAKE_PREFIX_PATH="$("$VENV/bin/python" -c 'import torch; print(torch.utils.cmake_prefix_path)')")
+  TP=$("$VENV/bin/python" -c 'import torch; print(torch.utils.cmake_prefix_path)')
+  # Explicit Torch_DIR/Caffe2_DIR: a build directory configured for Debian's libtorch before keeps
+  # those in its cache, which CMAKE_PREFIX_PATH would not replace.
+  EXTRA=(-DCMAKE_PREFIX_PATH="$TP" -DTorch_DIR="$TP/Torch" -DCaffe2_DIR="$TP/Caffe2")
 else
   BUILD_DIR=${KTF_BUILD_DIR:-build}
 fi

@@ -21,8 +21,10 @@
 namespace ktf {
 namespace {
 
-/// Set by ktf when it forces OpenBLAS's kernels: the set OpenBLAS had chosen by itself. Its
-/// presence also tells the re-executed process that the decision is taken.
+/// Set by ktf when it forces OpenBLAS's kernels, as "<pid>:<OpenBLAS's own choice>:<forced set>".
+/// It tells the re-executed process (the same pid) that the decision is taken; a child process
+/// inherits it together with OPENBLAS_CORETYPE, and adopts the decision while OPENBLAS_CORETYPE
+/// still names the forced set (otherwise the child's OPENBLAS_CORETYPE is someone else's).
 const char* const kLibraryChoiceVar = "KTF_BLAS_LIBRARY_CHOICE";
 
 /// For tests: a name here stands for OpenBLAS's own choice, as if OpenBLAS had fallen back to it
@@ -37,6 +39,26 @@ std::string library_choice(const std::string& actual) {
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   return s;
+}
+
+/// OpenBLAS's own choice when ktf forced the kernels of this process (see kLibraryChoiceVar), or
+/// "" when it did not. A marker inherited from a parent is adopted (rewritten with this pid) while
+/// OPENBLAS_CORETYPE still names its forced set, and dropped otherwise.
+std::string forced_marker() {
+  const char* value = std::getenv(kLibraryChoiceVar);
+  if (!value) return "";
+  const std::string text = value;
+  const auto a = text.find(':'), b = text.rfind(':');
+  const char* coretype = std::getenv("OPENBLAS_CORETYPE");
+  if (a == std::string::npos || a == b || !coretype ||
+      lower(coretype) != lower(text.substr(b + 1))) {
+    unsetenv(kLibraryChoiceVar);
+    return "";
+  }
+  const std::string library = text.substr(a + 1, b - a - 1);
+  if (text.substr(0, a) != std::to_string(getpid()))
+    setenv(kLibraryChoiceVar, (std::to_string(getpid()) + text.substr(a)).c_str(), 1);
+  return library;
 }
 
 #if KTF_X86
@@ -114,12 +136,13 @@ std::string call_text(void* handle, const char* symbol) {
 
 /// Acts on OpenBLAS's choice: may set OPENBLAS_CORETYPE and re-execute the program.
 void apply(const std::string& library_core, int argc, char** argv) {
-  if (std::getenv(kLibraryChoiceVar) || argc < 1 || !argv || !argv[0]) return;
+  if (!forced_marker().empty() || argc < 1 || !argv || !argv[0]) return;
   const BlasDecision d = decide_openblas_core(
       library_core, cpu_info(), std::getenv("OPENBLAS_CORETYPE"), std::getenv("KTF_BLAS_TUNING"));
   if (d.core.empty()) return;
   setenv("OPENBLAS_CORETYPE", d.core.c_str(), 1);
-  setenv(kLibraryChoiceVar, library_core.c_str(), 1);
+  setenv(kLibraryChoiceVar, (std::to_string(getpid()) + ":" + library_core + ":" + d.core).c_str(),
+         1);
   execv("/proc/self/exe", argv);
   // Could not re-execute (no /proc?): run on with the library's kernels, and say so in the log.
   unsetenv("OPENBLAS_CORETYPE");
@@ -204,7 +227,7 @@ std::string openblas_config_in_use() { return call_text(RTLD_DEFAULT, "openblas_
 std::string blas_kernels_note() {
   const std::string core = openblas_core_in_use();
   if (core.empty()) return "";
-  if (const char* library = std::getenv(kLibraryChoiceVar)) {
+  if (const std::string library = forced_marker(); !library.empty()) {
     const BlasDecision d = decide_openblas_core(library, cpu_info(), nullptr, nullptr);
     if (lower(d.core) == lower(core)) return d.why;
     return "OpenBLAS kernels " + core + ": OpenBLAS did not take OPENBLAS_CORETYPE=" +
@@ -225,7 +248,7 @@ void use_best_cpu_kernels(int argc, char** argv) {
 }
 
 void prepare_blas(const char* blas_soname, int argc, char** argv) {
-  if (!blas_soname || !*blas_soname || std::getenv(kLibraryChoiceVar)) return;
+  if (!blas_soname || !*blas_soname || !forced_marker().empty()) return;
   const char* tuning = std::getenv("KTF_BLAS_TUNING");
   const char* user = std::getenv("OPENBLAS_CORETYPE");
   if ((user && *user) || (tuning && lower(tuning) == "off")) return;

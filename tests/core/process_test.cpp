@@ -122,8 +122,12 @@ TEST(Process, TestsRunUnderTheChosenKernels) {
   ASSERT_FALSE(core.empty()) << "libtorch's BLAS here is OpenBLAS (Debian)";
   EXPECT_NE(ktf::openblas_config_in_use().find("OpenBLAS"), std::string::npos);
   const char* user = std::getenv("OPENBLAS_CORETYPE");
+  const char* tuning = std::getenv("KTF_BLAS_TUNING");
   if (user && *user && !std::getenv("KTF_BLAS_LIBRARY_CHOICE")) {
     EXPECT_EQ(ktf::openblas_core_level(core), ktf::openblas_core_level(user)) << core;
+  } else if (tuning && std::string(tuning) == "off") {
+    EXPECT_NE(ktf::blas_kernels_note().find("OpenBLAS's own choice"), std::string::npos)
+        << ktf::blas_kernels_note();
   } else {
     EXPECT_GE(ktf::openblas_core_level(core),
               ktf::openblas_core_level(ktf::best_openblas_core(ktf::cpu_info())))
@@ -199,6 +203,22 @@ TEST(Process, LauncherReplacesAFallbackAndLogsWhy) {
   std::smatch m;
   ASSERT_TRUE(std::regex_search(log, m, std::regex("ktf: OpenBLAS kernels (\\w+), "))) << log;
   EXPECT_GE(ktf::openblas_core_level(m[1]), ktf::openblas_core_level(best)) << log;
+
+  // A child of a process whose kernels ktf forced inherits the record with OPENBLAS_CORETYPE and
+  // keeps the decision; one given another OPENBLAS_CORETYPE treats it as the user's.
+  r = host("env KTF_BLAS_LIBRARY_CHOICE=1:Prescott:" + best + " OPENBLAS_CORETYPE=" + best,
+           train_args("inherited"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(log_of("inherited")
+                .find("ktf: OpenBLAS kernels " + best + ", chosen by ktf: OpenBLAS chose Prescott"),
+            std::string::npos)
+      << log_of("inherited");
+  r = host("env KTF_BLAS_LIBRARY_CHOICE=1:Prescott:" + best + " OPENBLAS_CORETYPE=Prescott",
+           train_args("overridden"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(log_of("overridden").find("from OPENBLAS_CORETYPE=Prescott as set by the user"),
+            std::string::npos)
+      << log_of("overridden");
 
   r = host("", "--blas-tuning maybe --version");
   EXPECT_EQ(r.exit_code, 2);

@@ -210,15 +210,27 @@ std::string cpu_kernels_text() {
   return blas;
 }
 
+/// The arguments of a resolved cycle's train loop, or nullptr.
+Json* loop_args(Json& cycle) {
+  Json* loop = cycle.find("train_loop");
+  if (!loop || !loop->is_object() || loop->size() != 1) return nullptr;
+  Json& args = loop->as_object().begin()->second;
+  return args.is_object() ? &args : nullptr;
+}
+
 /// --precision: sets the "precision" argument of every cycle's train loop that has one.
 void set_loop_precision(Json& cycles, const std::string& precision) {
   parse_precision(precision);  // a bad value is a command-line error (exit 2)
-  for (Json& cycle : cycles.as_array()) {
-    Json* loop = cycle.find("train_loop");
-    if (!loop || !loop->is_object() || loop->size() != 1) continue;
-    Json& args = loop->as_object().begin()->second;
-    if (args.is_object() && args.find("precision")) args.set("precision", precision);
-  }
+  for (Json& cycle : cycles.as_array())
+    if (Json* args = loop_args(cycle); args && args->find("precision"))
+      args->set("precision", precision);
+}
+
+/// True when some cycle's train loop has a "precision" argument (the built-in loops do).
+bool any_loop_takes_precision(Json& cycles) {
+  for (Json& cycle : cycles.as_array())
+    if (Json* args = loop_args(cycle); args && args->find("precision")) return true;
+  return false;
 }
 
 /// Runs the resolved cycles of one run.
@@ -749,13 +761,17 @@ RunResult Environment::run(Json config) {
     if (options_.seed && *options_.seed != saved_seed)
       changes.push_back({"(--seed)", seed_json(saved_seed), seed_json(*options_.seed)});
     seed = saved_seed;
-    const State& saved_run = resume->state.child("run");
-    const std::string saved_precision =
-        saved_run.has("precision") ? saved_run.at("precision").as_string() : "";
-    if (!options_.precision.empty() && options_.precision != saved_precision)
-      changes.push_back({"(--precision)", Json(saved_precision.empty() ? "none" : saved_precision),
-                         Json(options_.precision)});
-    if (options_.precision.empty()) options_.precision = saved_precision;
+    // --precision is in the config of loops that take "precision" (compared above); for loops
+    // without the argument only the checkpoint holds it.
+    if (!any_loop_takes_precision(cycles)) {
+      const State& saved_run = resume->state.child("run");
+      const std::string saved =
+          saved_run.has("precision") ? saved_run.at("precision").as_string() : "";
+      auto effective = [](const std::string& p) { return p.empty() ? std::string("fp32") : p; };
+      if (!options_.precision.empty() && effective(options_.precision) != effective(saved))
+        changes.push_back({"(--precision)", Json(effective(saved)), Json(options_.precision)});
+      if (options_.precision.empty()) options_.precision = saved;
+    }
     auto plugins =
         plugin_changes(Json::parse_file((run_dir / "plugins.json").string()), options_.plugins);
     std::string text;
