@@ -16,6 +16,8 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from bench import clean_env  # noqa: E402  (the environment the benchmark runs in)
 
 
 def main():
@@ -28,8 +30,7 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks-bf16-accuracy.json"))
     a = p.parse_args()
     work = tempfile.mkdtemp(prefix="ktf-bf16-")
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
-    env["KTF_PLUGIN_PATH"] = ""
+    env = clean_env(KTF_PLUGIN_PATH="")
     runs = []
     for i, seed in enumerate(int(s) for s in a.seeds.split(",")):
         order = ["fp32", "bf16"] if i % 2 == 0 else ["bf16", "fp32"]

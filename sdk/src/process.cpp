@@ -134,9 +134,12 @@ std::string call_text(void* handle, const char* symbol) {
   return s;
 }
 
-/// Acts on OpenBLAS's choice: may set OPENBLAS_CORETYPE and re-execute the program.
-void apply(const std::string& library_core, int argc, char** argv) {
+/// Acts on OpenBLAS's choice `actual` (or the pretended one): unless ktf already decided for this
+/// process, the user set OPENBLAS_CORETYPE or tuning is off, may set OPENBLAS_CORETYPE and
+/// re-execute the program.
+void apply(const std::string& actual, int argc, char** argv) {
   if (!forced_marker().empty() || argc < 1 || !argv || !argv[0]) return;
+  const std::string library_core = library_choice(actual);
   const BlasDecision d = decide_openblas_core(
       library_core, cpu_info(), std::getenv("OPENBLAS_CORETYPE"), std::getenv("KTF_BLAS_TUNING"));
   if (d.core.empty()) return;
@@ -243,18 +246,14 @@ std::string blas_kernels_note() {
          "OPENBLAS_CORETYPE=" + d.core;
 }
 
-void use_best_cpu_kernels(int argc, char** argv) {
-  apply(library_choice(openblas_core_in_use()), argc, argv);
-}
+void use_best_cpu_kernels(int argc, char** argv) { apply(openblas_core_in_use(), argc, argv); }
 
 void prepare_blas(const char* blas_soname, int argc, char** argv) {
-  if (!blas_soname || !*blas_soname || !forced_marker().empty()) return;
-  const char* tuning = std::getenv("KTF_BLAS_TUNING");
-  const char* user = std::getenv("OPENBLAS_CORETYPE");
-  if ((user && *user) || (tuning && lower(tuning) == "off")) return;
+  if (!blas_soname || !*blas_soname) return;
+  // Opened here also when nothing is to change: libtorch links this same copy a moment later.
   void* handle = dlopen(blas_soname, RTLD_NOW | RTLD_GLOBAL);
   if (!handle) return;  // libtorch's own load will report a missing BLAS
-  apply(library_choice(call_text(handle, "openblas_get_corename")), argc, argv);
+  apply(call_text(handle, "openblas_get_corename"), argc, argv);
 }
 
 }  // namespace ktf

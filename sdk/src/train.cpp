@@ -18,13 +18,17 @@ std::atomic<bool> g_interrupted{false};
 std::atomic<bool> g_checkpoint{false};
 std::atomic<bool> g_bf16_warned{false};
 
+/// libtorch 2.4 replaced autocast's per-device functions by ones taking the device type.
+#define KTF_AUTOCAST_BY_DEVICE_TYPE \
+  (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4))
+
 /// libtorch's autocast to bfloat16 on `device` while in scope, restoring the previous state after.
 /// Autocast keeps the bf16 copies of the weights it made in a cache until the outermost scope
 /// ends; clearing it there means the next forward casts the updated weights afresh.
 class Bf16Autocast {
  public:
   explicit Bf16Autocast(torch::Device device) : type_(device.type()) {
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#if KTF_AUTOCAST_BY_DEVICE_TYPE
     was_enabled_ = at::autocast::is_autocast_enabled(type_);
     was_dtype_ = at::autocast::get_autocast_dtype(type_);
     at::autocast::set_autocast_enabled(type_, true);
@@ -46,7 +50,7 @@ class Bf16Autocast {
   }
   ~Bf16Autocast() {
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#if KTF_AUTOCAST_BY_DEVICE_TYPE
     at::autocast::set_autocast_enabled(type_, was_enabled_);
     at::autocast::set_autocast_dtype(type_, was_dtype_);
 #else
