@@ -494,8 +494,15 @@ def write_report(a, results, pipeline, peak, floor, convs=None, mach=None, pk=No
         lines += ["", open(notes).read().rstrip()]
     os.makedirs(a.out, exist_ok=True)
     md = os.path.join(a.out, "benchmarks.md")
+    # bench/distributed.py's section (between its markers) is its own: kept as it was.
+    kept = ""
+    if os.path.exists(md):
+        old = open(md).read()
+        begin, end = "<!-- distributed:begin", "<!-- distributed:end -->"
+        if begin in old and end in old:
+            kept = "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
     with open(md, "w") as f:
-        f.write("\n".join(lines) + "\n\n![ktf vs PyTorch](benchmarks.png)\n")
+        f.write("\n".join(lines) + "\n\n![ktf vs PyTorch](benchmarks.png)\n" + kept)
     raw = os.path.join(a.out, "benchmarks.json")
     with open(raw, "w") as f:
         json.dump({"results": results, "pipeline": pipeline, "matmul_peak_gflops": peak,

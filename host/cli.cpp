@@ -12,6 +12,7 @@
 #include "ktf/config.h"
 #include "ktf/convert.h"
 #include "ktf/cycle.h"
+#include "ktf/distributed.h"
 #include "ktf/environment.h"
 #include "ktf/evaluate.h"
 #include "ktf/plugin.h"
@@ -202,6 +203,11 @@ int run(int argc, char** argv) {
   if (vm.count("resume")) options.resume = vm["resume"].as<std::string>();
   options.allow_config_change = vm.count("allow-config-change") > 0;
   options.precision = args.precision;
+  options.dist_timeout = args.dist_timeout;
+  if (!(args.dist_timeout > 0)) {
+    std::cerr << "ktf-host: --dist-timeout must be > 0 seconds\n" << ktf::host::kUsage;
+    return ktf::kExitConfig;
+  }
   if (options.allow_config_change && options.resume.empty()) {
     std::cerr << "ktf-host: --allow-config-change needs --resume\n" << ktf::host::kUsage;
     return ktf::kExitConfig;
@@ -229,16 +235,28 @@ int run(int argc, char** argv) {
 
 /// The host proper, called by ktf-host's launcher (host/launcher.cpp) once the process is set up.
 extern "C" __attribute__((visibility("default"))) int ktf_host_main(int argc, char** argv) {
+  std::string who = "ktf-host";
+  int code = 0;
   try {
-    return run(argc, argv);
+    const ktf::WorldInfo world = ktf::world_from_environment();
+    if (world.distributed()) who += " (rank " + std::to_string(world.rank) + ")";
+    code = run(argc, argv);
   } catch (const ktf::Error& e) {
-    std::cerr << "ktf-host: " << e.what() << "\n";
-    return e.exit_code();
+    std::cerr << who << ": " << e.what() << "\n";
+    code = e.exit_code();
   } catch (const c10::Error& e) {
-    std::cerr << "ktf-host: " << e.what_without_backtrace() << "\n";
-    return ktf::kExitRuntime;
+    std::cerr << who << ": " << e.what_without_backtrace() << "\n";
+    code = ktf::kExitRuntime;
   } catch (const std::exception& e) {
-    std::cerr << "ktf-host: " << e.what() << "\n";
-    return ktf::kExitRuntime;
+    std::cerr << who << ": " << e.what() << "\n";
+    code = ktf::kExitRuntime;
   }
+  // A distributed run that failed keeps its process group: a collective may still wait on a lost
+  // rank, so the process ends here instead of tearing the group down.
+  if (ktf::communicator()) {
+    std::cout.flush();
+    std::cerr.flush();
+    std::_Exit(code);
+  }
+  return code;
 }

@@ -6,6 +6,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -13,6 +14,7 @@
 #include "ktf/build_info.h"
 #include "ktf/process.h"
 #include "options.h"
+#include "supervisor.h"
 
 namespace {
 
@@ -76,6 +78,11 @@ int main(int argc, char** argv) {
         KTF_ABI_VERSION) ", libtorch " KTF_TORCH_VERSION_STRING ", " KTF_BUILD_TAG ")\n";
     return 0;
   }
+  // A rank started by --nproc-per-node runs the launcher's command line as one rank of the job.
+  const bool supervised = std::getenv("KTF_SUPERVISED_RANK") != nullptr;
+  if (!supervised && (args.nproc_per_node > 0 || !vm["max-restarts"].defaulted()))
+    return ktf::host::supervise(argc, argv, args.nproc_per_node, args.max_restarts, 10.0,
+                                vm.count("quiet") > 0);
   if (args.blas_tuning == "off") setenv("KTF_BLAS_TUNING", "off", 1);
   // Where OpenBLAS would run kernels for an older CPU, this re-executes ktf-host with
   // OPENBLAS_CORETYPE set; otherwise the BLAS stays loaded for libtorch.

@@ -10,6 +10,7 @@ namespace ktf::host {
 const char* const kUsage =
     "usage: ktf-host --plugins DIR_OR_FILE... -c CONFIG [--set PTR=JSON]... [options]\n"
     "       ktf-host --plugins DIR... --resume RUN_DIR | -c CONFIG --resume auto -o DIR\n"
+    "       ktf-host --nproc-per-node N [--max-restarts K] --plugins DIR... -c CONFIG ...\n"
     "       ktf-host --plugins DIR... --list [KIND] | --describe NAME | --schema | --version\n";
 
 po::options_description options(Args& a) {
@@ -57,6 +58,15 @@ po::options_description options(Args& a) {
       "fp32 | bf16: the train loops' precision (overrides their \"precision\"); bf16 runs the "
       "model "
       "under autocast with fp32 master weights")(
+      "nproc-per-node", po::value(&a.nproc_per_node)->default_value(0),
+      "start N ranks of a data-parallel job on this machine and supervise them (as torchrun "
+      "--standalone --nproc_per_node=N); when one fails the others are stopped")(
+      "max-restarts", po::value(&a.max_restarts)->default_value(0),
+      "with --nproc-per-node: start the job again up to K times after a rank failed (with "
+      "--resume auto -o DIR it continues from its last checkpoint)")(
+      "dist-timeout", po::value(&a.dist_timeout)->default_value(300),
+      "distributed: seconds a rank waits for the others (rendezvous, a collective) before it "
+      "stops the job with an error")(
       "blas-tuning", po::value(&a.blas_tuning)->default_value("on"),
       "on: where OpenBLAS chose kernels for an older CPU than this one, use the right ones (see "
       "docs/performance.md); off: keep OpenBLAS's choice (as KTF_BLAS_TUNING=off)");

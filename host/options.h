@@ -19,6 +19,9 @@ struct Args {
       blas_tuning;
   int threads = 0;
   uint64_t seed = 0;
+  int nproc_per_node = 0;  ///< --nproc-per-node: ranks the launcher starts here (0 = none)
+  int max_restarts = 0;
+  double dist_timeout = 300;
 };
 
 /// Every option of ktf-host, bound to `args`.

@@ -14,9 +14,12 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler zlib1g-dev
   libgloo-dev libpng-dev libjpeg62-turbo-dev
   dataset-fashion-mnist
+  # distributed tests: Debian's torchrun (python3-torch), the deployment recipes' YAML, and two
+  # network namespaces joined by a veth pair (iproute2)
+  python3-torch python3-yaml iproute2
 )
 if [[ "${KTF_SETUP_BENCH:-0}" == "1" ]]; then
-  PACKAGES+=(python3-torch python3-matplotlib time)
+  PACKAGES+=(python3-matplotlib time)
 fi
 
 missing=()

@@ -268,6 +268,7 @@ struct Layout {
   int64_t shuffle_buffer = 10000;
   int64_t interleave = 0;
   bool shuffle_files = false;
+  bool shard_by_file = false;  ///< distributed: each rank reads whole files, else every n-th record
 };
 
 /// Raw (undecoded-to-float) input of `n` examples from a [n, numel] buffer.
@@ -280,18 +281,33 @@ torch::Tensor shape_input(torch::Tensor flat, const Layout& l) {
   return x;
 }
 
+/// What a distributed rank reads of a split: its shard (data_shard()), by record or by file.
+struct ShardPlan {
+  DataShard shard;
+  bool equal = false;                     ///< training: every rank reads as many records
+  std::map<std::string, int64_t> counts;  ///< records per file (by-file training plans only)
+};
+
 class TFRecordCursor : public Cursor {
  public:
   TFRecordCursor(const std::vector<std::string>& files, const Layout& layout,
-                 const PipelineConfig& config, int64_t epoch, int64_t position)
+                 const PipelineConfig& config, int64_t epoch, int64_t position,
+                 const ShardPlan& plan, int64_t total)
       : layout_(layout),
         config_(config),
         epoch_(epoch),
         batch_(position),
-        shuffler_(InterleavedSource(ordered(files, layout, config, epoch), layout.interleave),
-                  config.shuffle, std::max<int64_t>(1, layout.shuffle_buffer), config.seed, epoch) {
+        shard_(plan.shard),
+        shuffler_(
+            InterleavedSource(assigned(ordered(files, layout, config, epoch), layout, plan, limit_),
+                              layout.interleave),
+            config.shuffle, std::max<int64_t>(1, layout.shuffle_buffer), config.seed, epoch) {
+    if (shard_.sharded() && !layout.shard_by_file) {
+      stride_ = shard_.count;
+      if (plan.equal) limit_ = total / shard_.count;
+    }
     for (int64_t i = 0; i < position * config_.batch_size; ++i)
-      if (!shuffler_.next()) break;
+      if (!next_record()) break;
   }
 
   std::optional<Batch> next() override {
@@ -304,7 +320,7 @@ class TFRecordCursor : public Cursor {
     size_t tg_row = layout_.label.numel() * torch::elementSize(layout_.label.dtype);
     int64_t n = 0;
     for (; n < bs; ++n) {
-      auto r = shuffler_.next();
+      auto r = next_record();
       if (!r) break;
       std::string context = "TFRecord file '" + shuffler_.source().file(r->file) + "': record " +
                             std::to_string(r->index);
@@ -320,10 +336,42 @@ class TFRecordCursor : public Cursor {
       b.target = b.target.view({n});
     else
       b.target = b.target.view(label_shape(n));
-    return config_.finish(std::move(b), epoch_, batch_++);
+    const int64_t part = batch_++ * shard_.count + shard_.index;  // its augmentation seed
+    return config_.finish(std::move(b), epoch_, part);
   }
 
  private:
+  /// The next record of this rank's shard: every stride_-th of the epoch's order from the shard
+  /// index (by record), or the next of its own files (by file), at most limit_ of them.
+  std::optional<Record> next_record() {
+    if (limit_ >= 0 && taken_ >= limit_) return std::nullopt;
+    for (;;) {
+      auto r = shuffler_.next();
+      if (!r) return r;
+      const int64_t i = seen_++;
+      if (stride_ > 1 && i % stride_ != shard_.index) continue;
+      ++taken_;
+      return r;
+    }
+  }
+
+  /// By file: the files of the epoch's order at positions index, index + count, ...; for training
+  /// also the record limit every rank can meet (the fewest records any rank's files hold).
+  static std::vector<std::string> assigned(std::vector<std::string> files, const Layout& layout,
+                                           const ShardPlan& plan, int64_t& limit) {
+    if (!plan.shard.sharded() || !layout.shard_by_file) return files;
+    std::vector<std::string> mine;
+    std::vector<int64_t> records(static_cast<size_t>(plan.shard.count), 0);
+    for (size_t i = 0; i < files.size(); ++i) {
+      const auto rank = static_cast<int64_t>(i) % plan.shard.count;
+      if (rank == plan.shard.index) mine.push_back(files[i]);
+      auto it = plan.counts.find(files[i]);
+      records[static_cast<size_t>(rank)] += it == plan.counts.end() ? 0 : it->second;
+    }
+    if (plan.equal) limit = *std::min_element(records.begin(), records.end());
+    return mine;
+  }
+
   std::vector<int64_t> label_shape(int64_t n) const {
     std::vector<int64_t> s{n};
     s.insert(s.end(), layout_.label.shape.begin(), layout_.label.shape.end());
@@ -344,54 +392,90 @@ class TFRecordCursor : public Cursor {
   const PipelineConfig& config_;
   int64_t epoch_;
   int64_t batch_;
+  DataShard shard_;
+  int64_t limit_ = -1;  ///< records this rank reads this epoch; -1 = all of its shard
+  int64_t stride_ = 1;
+  int64_t seen_ = 0, taken_ = 0;
   Shuffler shuffler_;
 };
 
-class TFRecordStream : public PrefetchStream {
+class TFRecordStream : public PrefetchStream, public ShardedStream {
  public:
+  /// `shard`: the part of the split this process reads; `equal`: every rank the same number of
+  /// records (training).
   TFRecordStream(std::vector<std::string> files, std::shared_ptr<const Layout> layout,
-                 PipelineConfig config)
+                 PipelineConfig config, DataShard shard = {}, bool equal = false)
       : PrefetchStream(config.prefetch),
         files_(std::move(files)),
         layout_(std::move(layout)),
-        config_(std::move(config)) {}
+        config_(std::move(config)),
+        shard_(shard),
+        equal_(equal) {
+    KTF_CHECK(!shard_.sharded() || !layout_->shard_by_file ||
+                  static_cast<int64_t>(files_.size()) >= shard_.count,
+              "shard_by file: ", files_.size(), " file(s) cannot be split among ", shard_.count,
+              " ranks (use shard_by record, or write at least one file per rank)");
+  }
   ~TFRecordStream() override { stop(); }
 
-  /// Counted once, on first use, by reading the files (records are CRC-checked).
+  /// Counted once, on first use, by reading the files (records are CRC-checked). By file with
+  /// shuffle_files, a rank's share changes every epoch: unknown (-1).
   int64_t num_examples() const override {
-    int64_t n = count();
-    return config_.drop_last ? n / config_.batch_size * config_.batch_size : n;
+    int64_t n = examples();
+    return n < 0 ? -1 : config_.drop_last ? n / config_.batch_size * config_.batch_size : n;
   }
   int64_t num_batches() const override {
-    int64_t n = count(), bs = config_.batch_size;
-    return config_.drop_last ? n / bs : (n + bs - 1) / bs;
+    int64_t n = examples(), bs = config_.batch_size;
+    return n < 0 ? -1 : config_.drop_last ? n / bs : (n + bs - 1) / bs;
   }
 
  protected:
   std::unique_ptr<Cursor> open(int64_t epoch, int64_t position) override {
-    return std::make_unique<TFRecordCursor>(files_, *layout_, config_, epoch, position);
+    ShardPlan plan{shard_, equal_, {}};
+    if (shard_.sharded() && layout_->shard_by_file && equal_) plan.counts = counts();
+    return std::make_unique<TFRecordCursor>(files_, *layout_, config_, epoch, position, plan,
+                                            shard_.sharded() ? total() : 0);
   }
 
  private:
-  int64_t count() const {
+  /// Records this process reads an epoch (-1 = varies by epoch).
+  int64_t examples() const {
+    if (!shard_.sharded()) return total();
+    if (!layout_->shard_by_file) return shard_size(total(), shard_, equal_);
+    if (layout_->shuffle_files && config_.shuffle) return -1;
+    const auto c = counts();
+    std::vector<int64_t> records(static_cast<size_t>(shard_.count), 0);
+    for (size_t i = 0; i < files_.size(); ++i)
+      records[i % static_cast<size_t>(shard_.count)] += c.at(files_[i]);
+    return equal_ ? *std::min_element(records.begin(), records.end())
+                  : records[static_cast<size_t>(shard_.index)];
+  }
+  int64_t total() const {
+    int64_t n = 0;
+    for (const auto& [file, c] : counts()) n += c;
+    return n;
+  }
+  std::map<std::string, int64_t> counts() const {
     std::lock_guard<std::mutex> lock(count_mutex_);
-    if (count_ < 0) {
-      int64_t n = 0;
+    if (counts_.empty()) {
       std::string record;
       for (const auto& f : files_) {
         TFRecordReader reader(f);
+        int64_t n = 0;
         while (reader.read(record)) ++n;
+        counts_[f] += n;
       }
-      count_ = n;
     }
-    return count_;
+    return counts_;
   }
 
   std::vector<std::string> files_;
   std::shared_ptr<const Layout> layout_;
   PipelineConfig config_;
+  DataShard shard_;
+  bool equal_;
   mutable std::mutex count_mutex_;
-  mutable int64_t count_ = -1;
+  mutable std::map<std::string, int64_t> counts_;
 };
 
 class TFRecordDataset : public Dataset, public Augmentable, public RawExamples {
@@ -410,14 +494,16 @@ class TFRecordDataset : public Dataset, public Augmentable, public RawExamples {
   }
 
   std::shared_ptr<BatchStream> train() override {
-    return std::make_shared<TFRecordStream>(train_files_, layout_, config_);
+    return std::make_shared<TFRecordStream>(train_files_, layout_, config_, data_shard(), true);
   }
   std::shared_ptr<BatchStream> train_unaugmented() override {
-    return std::make_shared<TFRecordStream>(train_files_, layout_, config_.without_transforms());
+    return std::make_shared<TFRecordStream>(train_files_, layout_, config_.without_transforms(),
+                                            data_shard(), true);
   }
   std::shared_ptr<BatchStream> valid() override {
     if (valid_files_.empty()) return nullptr;
-    return std::make_shared<TFRecordStream>(valid_files_, layout_, config_.for_validation());
+    return std::make_shared<TFRecordStream>(valid_files_, layout_, config_.for_validation(),
+                                            data_shard(), false);
   }
   std::shared_ptr<BatchStream> raw_split(const std::string& split) override {
     const auto& files = split == "train" ? train_files_ : valid_files_;
@@ -448,6 +534,7 @@ struct FromTFRecordOptions : PipelineOptions {
   int64_t interleave = 0;           ///< files read in turn, one record each; 0 = all
   bool shuffle_files = false;       ///< also shuffle the order of the files every epoch
   bool channels_last = true;        ///< 3-D inputs are stored [H, W, C] (TensorFlow's layout)
+  std::string shard_by = "record";  ///< distributed: each rank reads every n-th record, or files
   int64_t num_classes = 0;          ///< number of classes; 0 = from features.json, else unknown
 };
 
@@ -490,6 +577,7 @@ std::shared_ptr<Dataset> make_from_tfrecord(const FromTFRecordOptions& o, BuildC
   layout->shuffle_buffer = o.shuffle_buffer;
   layout->interleave = o.interleave;
   layout->shuffle_files = o.shuffle_files;
+  layout->shard_by_file = o.shard_by == "file";
   auto config = PipelineConfig::from(o, ctx);
   int64_t num_classes = o.num_classes > 0 ? o.num_classes : -1;
   std::vector<std::string> names;
@@ -528,6 +616,11 @@ void register_tfrecord(Registrar& r) {
            "also shuffle the order of the files every epoch")
       .arg("channels_last", &FromTFRecordOptions::channels_last,
            "3-D inputs are stored [H, W, C] and become [C, H, W]")
+      .arg("shard_by", &FromTFRecordOptions::shard_by,
+           "distributed training: each rank reads every n-th record of the epoch's order "
+           "(record), or only its own files (file: less reading, as many files as ranks at "
+           "least; ranks read as many records as the rank with the fewest)",
+           {"record", "file"})
       .arg("num_classes", &FromTFRecordOptions::num_classes,
            "number of classes; 0 = from features.json, else unknown")
       .min(0);

@@ -120,9 +120,30 @@ Logs LoopRunner::running_logs(const Pass& pass) {
   return logs;
 }
 
+LoopRunner::Pass LoopRunner::job_pass(const TrainContext& ctx, const Pass& pass) {
+  if (ctx.world_size <= 1) return pass;
+  auto number = [](double v) { return torch::tensor(v, torch::kDouble); };
+  std::vector<torch::Tensor> sums{
+      pass.loss_sum.defined() ? pass.loss_sum.detach().to(torch::kCPU).clone() : number(0),
+      number(static_cast<double>(pass.examples)), number(static_cast<double>(pass.batches))};
+  for (const auto& [name, sum] : pass.values) {
+    sums.push_back(sum.first.detach().to(torch::kCPU).clone());
+    sums.push_back(number(static_cast<double>(sum.second)));
+  }
+  ctx.all_reduce_sum(sums);
+  Pass job = pass;
+  job.loss_sum = sums[0];
+  job.examples = static_cast<int64_t>(sums[1].item<double>());
+  job.batches = static_cast<int64_t>(sums[2].item<double>());
+  for (size_t i = 0; i < job.values.size(); ++i)
+    job.values[i].second = {sums[3 + 2 * i], static_cast<int64_t>(sums[4 + 2 * i].item<double>())};
+  return job;
+}
+
 void LoopRunner::add_metric_logs(TrainContext& ctx, int64_t epoch, const std::string& phase,
                                  const std::string& prefix, Logs& logs) {
   for (auto& m : ctx.metrics) {
+    ctx.all_reduce_metric(*m);  // the job's sums in a distributed run
     set_log(logs, prefix + m->name(), m->compute());
     const std::string file = m->report_file();
     if (file.empty() || ctx.run_dir.empty()) continue;
@@ -190,12 +211,13 @@ void LoopRunner::train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs, bool 
   }
   ctx.finish_accumulation();
   if (pass.loss_sum.defined()) pass.loss_sum.item<double>();  // finish queued device work
-  last_timing_ = {
+  const double seconds =
       seconds_before_ +
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_started_).count(),
-      pass.examples, pass.batches};
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_started_).count();
   KTF_CHECK_RUNTIME(pass.batches > 0, "the training data yielded no batch in epoch ", epoch + 1);
-  logs = running_logs(pass);
+  const Pass job = job_pass(ctx, pass);  // every rank's examples: the job's throughput
+  last_timing_ = {seconds, job.examples, pass.batches};
+  logs = running_logs(job);
   if (pass.have_outputs) add_metric_logs(ctx, epoch, "train", "", logs);
 }
 
@@ -207,6 +229,7 @@ void LoopRunner::validate(TrainContext& ctx, int64_t epoch, Logs& logs, bool res
     load_rng_state(rng_before_validation_);
   else
     rng_before_validation_ = State(), save_rng_state(rng_before_validation_);
+  ctx.broadcast_buffers();  // a distributed job validates rank 0's model on every rank
   ctx.model->eval();
   for (auto& m : ctx.metrics) m->reset();
   auto& data = *ctx.valid_data;
@@ -227,8 +250,9 @@ void LoopRunner::validate(TrainContext& ctx, int64_t epoch, Logs& logs, bool res
     ctx.safe_point(SafePoint::Validation);  // a signal checkpoints here; validation is redone
   }
   load_rng_state(rng_before_validation_);
-  if (pass.batches == 0) return;
-  set_log(logs, "val_loss", pass.loss_sum.item<double>() / static_cast<double>(pass.examples));
+  const Pass job = job_pass(ctx, pass);  // a rank may have no validation batch, the job has
+  if (job.batches == 0) return;
+  set_log(logs, "val_loss", job.loss_sum.item<double>() / static_cast<double>(job.examples));
   add_metric_logs(ctx, epoch, "validation", "val_", logs);
 }
 

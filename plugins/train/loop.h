@@ -118,6 +118,8 @@ class LoopRunner : public TrainLoop {
   void add_metric_logs(TrainContext& ctx, int64_t epoch, const std::string& phase,
                        const std::string& prefix, Logs& logs);
   Logs running_logs(const Pass& pass);
+  /// The pass summed over the ranks of a distributed run (the pass itself when alone).
+  static Pass job_pass(const TrainContext& ctx, const Pass& pass);
 
   LoopOptions options_;
   std::shared_ptr<TrainStep> step_;

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <limits>
 
+#include <ktf/distributed.h>
+
 #include "train.h"
 
 namespace ktf::train {
@@ -11,6 +13,12 @@ namespace ktf::train {
 std::filesystem::path resolve_run_path(const std::filesystem::path& run_dir,
                                        const std::string& path) {
   std::filesystem::path p(path);
+  if (p.is_absolute() && !run_dir.empty()) {
+    // Only rank 0 of a distributed job writes where the config says; the other ranks' files go
+    // to their scratch run directory.
+    if (const Communicator* comm = communicator(); comm && comm->rank() > 0)
+      return run_dir / "absolute" / p.relative_path();
+  }
   if (p.is_absolute() || run_dir.empty()) return p;
   return run_dir / p;
 }

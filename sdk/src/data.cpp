@@ -31,6 +31,31 @@ uint64_t batch_seed(uint64_t seed, int64_t epoch, int64_t batch) {
 
 torch::Generator make_generator(uint64_t seed) { return at::detail::createCPUGenerator(seed); }
 
+namespace {
+DataShard g_shard;
+}
+
+DataShard data_shard() { return g_shard; }
+void set_data_shard(DataShard shard) {
+  KTF_CHECK_RUNTIME(shard.count >= 1 && shard.index >= 0 && shard.index < shard.count,
+                    "data shard ", shard.index, " of ", shard.count);
+  g_shard = shard;
+}
+
+int64_t shard_size(int64_t n, const DataShard& shard, bool equal) {
+  if (!shard.sharded()) return n;
+  if (equal) return n / shard.count;
+  return n > shard.index ? (n - shard.index + shard.count - 1) / shard.count : 0;
+}
+
+torch::Tensor shard_order(const torch::Tensor& order, const DataShard& shard, bool equal) {
+  if (!shard.sharded()) return order;
+  const int64_t n = order.size(0);
+  const int64_t end = equal ? n / shard.count * shard.count : n;
+  if (shard.index >= end) return order.slice(0, 0, 0);
+  return order.slice(0, shard.index, end, shard.count).contiguous();
+}
+
 torch::Tensor epoch_order(int64_t n, bool shuffle, uint64_t seed, int64_t epoch) {
   if (!shuffle) return torch::arange(n, torch::kLong);
   auto gen = make_generator(order_seed(seed, epoch));
@@ -329,9 +354,16 @@ namespace {
 class IndexCursor : public Cursor {
  public:
   IndexCursor(IndexedDataset& data, const std::string& split, int64_t size,
-              const PipelineConfig& config, int64_t epoch, int64_t position)
-      : data_(data), split_(split), size_(size), config_(config), epoch_(epoch), batch_(position) {
-    order_ = epoch_order(size_, config_.shuffle, config_.seed, epoch);
+              const PipelineConfig& config, int64_t epoch, int64_t position, DataShard shard,
+              bool equal)
+      : data_(data),
+        split_(split),
+        config_(config),
+        epoch_(epoch),
+        batch_(position),
+        shard_(shard) {
+    order_ = shard_order(epoch_order(size, config_.shuffle, config_.seed, epoch), shard, equal);
+    size_ = order_.size(0);
   }
 
   std::optional<Batch> next() override {
@@ -345,28 +377,34 @@ class IndexCursor : public Cursor {
                   b.target.size(0) == end - begin,
               "fetch(", split_, ") returned ", b.input.defined() ? b.input.size(0) : 0,
               " examples for ", end - begin, " indices");
-    return config_.finish(std::move(b), epoch_, batch_++);
+    // A shard's batch b is part b * count + index of the epoch: its own augmentation seed.
+    const int64_t part = batch_++ * shard_.count + shard_.index;
+    return config_.finish(std::move(b), epoch_, part);
   }
 
  private:
   IndexedDataset& data_;
   std::string split_;
-  int64_t size_;
+  int64_t size_ = 0;
   const PipelineConfig& config_;
   int64_t epoch_;
   int64_t batch_;
+  DataShard shard_;
   torch::Tensor order_;
 };
 
-class IndexStream : public PrefetchStream {
+class IndexStream : public PrefetchStream, public ShardedStream {
  public:
   IndexStream(std::shared_ptr<IndexedDataset> keep, IndexedDataset& data, std::string split,
-              PipelineConfig config)
+              PipelineConfig config, DataShard shard)
       : PrefetchStream(config.prefetch),
         keep_(std::move(keep)),
         data_(data),
         split_(std::move(split)),
-        size_(data.split_size(split_)),
+        full_size_(data.split_size(split_)),
+        shard_(shard),
+        equal_(split_ == "train"),
+        size_(shard_size(full_size_, shard_, equal_)),
         config_(std::move(config)) {}
   ~IndexStream() override { stop(); }
 
@@ -380,13 +418,17 @@ class IndexStream : public PrefetchStream {
 
  protected:
   std::unique_ptr<Cursor> open(int64_t epoch, int64_t position) override {
-    return std::make_unique<IndexCursor>(data_, split_, size_, config_, epoch, position);
+    return std::make_unique<IndexCursor>(data_, split_, full_size_, config_, epoch, position,
+                                         shard_, equal_);
   }
 
  private:
   std::shared_ptr<IndexedDataset> keep_;  // may be null for a dataset not owned by a shared_ptr
   IndexedDataset& data_;
   std::string split_;
+  int64_t full_size_;
+  DataShard shard_;
+  bool equal_;
   int64_t size_;
   PipelineConfig config_;
 };
@@ -399,23 +441,26 @@ void IndexedDataset::init() {
   input_shape_ = config_.output_shape(first.input);
 }
 
-std::shared_ptr<BatchStream> IndexedDataset::stream(const std::string& split,
-                                                    PipelineConfig config) {
+std::shared_ptr<BatchStream> IndexedDataset::stream(const std::string& split, PipelineConfig config,
+                                                    DataShard shard) {
   if (split_size(split) <= 0) return nullptr;
-  return std::make_shared<IndexStream>(weak_from_this().lock(), *this, split, std::move(config));
+  return std::make_shared<IndexStream>(weak_from_this().lock(), *this, split, std::move(config),
+                                       shard);
 }
 
-std::shared_ptr<BatchStream> IndexedDataset::train() { return stream("train", config_); }
+std::shared_ptr<BatchStream> IndexedDataset::train() {
+  return stream("train", config_, data_shard());
+}
 std::shared_ptr<BatchStream> IndexedDataset::valid() {
-  return stream("valid", config_.for_validation());
+  return stream("valid", config_.for_validation(), data_shard());
 }
 std::shared_ptr<BatchStream> IndexedDataset::train_unaugmented() {
-  return stream("train", config_.without_transforms());
+  return stream("train", config_.without_transforms(), data_shard());
 }
 std::shared_ptr<BatchStream> IndexedDataset::raw_split(const std::string& split) {
   KTF_CHECK(split == "train" || split == "valid", "raw_split: unknown split '", split,
             "' (train or valid)");
-  return stream(split, config_.raw());
+  return stream(split, config_.raw(), DataShard{});  // examples as stored: every one
 }
 
 std::pair<TensorSplit, TensorSplit> hold_out(const TensorSplit& all, double fraction,

@@ -87,6 +87,12 @@ const State& State::child(const std::string& key) const {
   return it->second;
 }
 
+std::vector<std::string> State::child_keys() const {
+  std::vector<std::string> keys;
+  for (const auto& [key, c] : children_) keys.push_back(key);
+  return keys;
+}
+
 bool State::has_child(const std::string& key) const { return children_.count(key) > 0; }
 
 bool State::empty() const {
@@ -148,17 +154,50 @@ State State::read(torch::serialize::InputArchive& archive) {
   return s;
 }
 
-State State::round_trip() const {
+std::string State::to_bytes() const {
   std::ostringstream out;
-  {
-    torch::serialize::OutputArchive archive;
-    write(archive);
-    archive.save_to(out);
+  torch::serialize::OutputArchive archive;
+  write(archive);
+  archive.save_to(out);
+  return out.str();
+}
+
+State State::from_bytes(const std::string& bytes) {
+  try {
+    std::istringstream in(bytes);
+    torch::serialize::InputArchive archive;
+    archive.load_from(in);
+    return read(archive);
+  } catch (const c10::Error& e) {
+    throw Error(std::string("not a ktf state: ") + e.what_without_backtrace(), {}, kExitRuntime);
   }
-  std::istringstream in(out.str());
-  torch::serialize::InputArchive archive;
-  archive.load_from(in);
-  return read(archive);
+}
+
+State State::round_trip() const { return from_bytes(to_bytes()); }
+
+void State::add(const State& other) {
+  for (const auto& [key, value] : other.values_.as_object()) {
+    Json* mine = values_.find(key);
+    if (!mine) {
+      values_.set(key, value);
+    } else if (mine->is_int() && value.is_int()) {
+      *mine = Json(mine->as_int() + value.as_int());
+    } else if (mine->is_number() && value.is_number()) {
+      *mine = Json(mine->as_number() + value.as_number());
+    }
+  }
+  for (const auto& [key, t] : other.tensors_) {
+    torch::Tensor& mine = tensors_[key];
+    if (!t.defined()) continue;
+    if (!mine.defined()) {
+      mine = t.clone();
+    } else {
+      KTF_CHECK_RUNTIME(mine.sizes() == t.sizes(), "state tensor '", key, "': shapes ",
+                        mine.sizes(), " and ", t.sizes(), " cannot be added");
+      mine = mine + t.to(mine.device());
+    }
+  }
+  for (const auto& [key, c] : other.children_) children_[key].add(c);
 }
 
 bool operator==(const State& a, const State& b) {

@@ -3,6 +3,7 @@
 #include <ATen/autocast_mode.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -10,6 +11,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "ktf/distributed.h"
 #include "ktf/process.h"
 
 namespace ktf {
@@ -189,8 +191,30 @@ void clear_gradients(Optimizer& optimizer) {
     for (auto& p : group.params()) p.mutable_grad() = torch::Tensor();
 }
 
+void TrainContext::all_reduce_sum(std::vector<torch::Tensor>& tensors) const {
+  if (auto* comm = communicator()) comm->all_reduce_sum(tensors);
+}
+
+void TrainContext::all_reduce_metric(Metric& metric) const {
+  Communicator* comm = communicator();
+  if (!comm) return;
+  State mine;
+  metric.save_state(mine);
+  metric.load_state(all_reduce_state(*comm, mine));
+}
+
+void TrainContext::broadcast_buffers() {
+  Communicator* comm = communicator();
+  if (!comm || !model) return;
+  auto buffers = model->buffers();
+  if (!buffers.empty()) comm->broadcast(buffers);
+}
+
 torch::Tensor TrainContext::forward(const torch::Tensor& input) {
   KTF_CHECK_RUNTIME(model, "the train context has no model");
+  // As PyTorch's DDP: rank 0's buffers (BatchNorm's running statistics) before every training
+  // forward, so that every rank's model is rank 0's.
+  if (communicator() && model->is_training()) broadcast_buffers();
   if (precision == Precision::FP32)
     return with_context(model_path, [&] { return model->forward(input); });
   return with_context(model_path, [&] {
@@ -220,15 +244,82 @@ bool TrainContext::backward_and_step(const torch::Tensor& loss, const StepSettin
     clear_gradients(*optimizer);
     active_ = settings;
   }
-  (active_.accumulation > 1 ? loss / static_cast<double>(active_.accumulation) : loss).backward();
+  backward(active_.accumulation > 1 ? loss / static_cast<double>(active_.accumulation) : loss,
+           pending_ + 1 >= active_.accumulation);
   ++pending_;
   if (pending_ < active_.accumulation) return false;
   apply_gradients(active_, 1.0);
   return true;
 }
 
+void TrainContext::backward(const torch::Tensor& loss, bool sync) {
+  Communicator* comm = communicator();
+  if (!comm) return loss.backward();
+  if (sync) {
+    if (!sync_) {
+      // The Reducer expects a gradient for each of its parameters at every step: it gets those
+      // the loss reaches (a parameter no step uses, such as an unused head, is left out).
+      std::vector<torch::Tensor> params;
+      for (auto& group : optimizer->param_groups())
+        for (auto& p : group.params())
+          if (p.requires_grad()) params.push_back(p);
+      auto reached = parameters_reached(loss, params);
+      // Every rank must average the same tensors: a graph that depends on the data would pair
+      // one rank's gradients with another's of other parameters.
+      std::string mine;
+      for (const auto& p : params)
+        mine += std::any_of(reached.begin(), reached.end(),
+                            [&](const torch::Tensor& r) { return r.is_same(p); })
+                    ? '1'
+                    : '0';
+      const auto all = comm->all_gather_bytes(mine);
+      for (size_t r = 1; r < all.size(); ++r)
+        if (all[r] != all[0])
+          throw Error("distributed training: the loss of rank " + std::to_string(r) +
+                          " reaches other parameters than rank 0's (" +
+                          std::to_string(std::count(all[r].begin(), all[r].end(), '1')) +
+                          " against " +
+                          std::to_string(std::count(all[0].begin(), all[0].end(), '1')) + " of " +
+                          std::to_string(params.size()) +
+                          " tensors): a model whose graph depends on the data cannot average "
+                          "its gradients (docs/distributed.md)",
+                      {}, kExitRuntime);
+      if (reached.size() < params.size() && is_main())
+        log("distributed: " + std::to_string(params.size() - reached.size()) + " of " +
+            std::to_string(params.size()) +
+            " trainable parameter tensors get no gradient from the loss; their gradients are "
+            "not averaged");
+      sync_ = std::make_shared<GradientSync>(*comm, std::move(reached));
+    }
+    sync_->prepare_for_backward();
+  }
+  try {
+    loss.backward();
+  } catch (const std::exception& e) {
+    if (!sync) throw;
+    std::string msg = e.what();
+    if (auto* c = dynamic_cast<const c10::Error*>(&e)) msg = c->what_without_backtrace();
+    msg = msg.substr(0, msg.find('\n'));
+    const std::string where =
+        " on rank " + std::to_string(comm->rank()) + " of " + std::to_string(comm->size());
+    if (!is_communication_error(msg)) throw;  // an error of the model's own
+    throw DistributedError("backward with the gradient all-reduce failed" + where + ": " + msg +
+                           " (" + lost_rank_hint(comm->timeout()) + ")");
+  }
+}
+
 bool TrainContext::finish_accumulation() {
   if (pending_ == 0) return false;
+  if (Communicator* comm = communicator()) {
+    // The backwards of a partial group did not communicate: average its gradients now.
+    std::vector<torch::Tensor> grads;
+    for (auto& group : optimizer->param_groups())
+      for (auto& p : group.params())
+        if (p.grad().defined()) grads.push_back(p.grad());
+    comm->all_reduce_sum(grads);
+    torch::NoGradGuard no_grad;
+    for (auto& g : grads) g.div_(static_cast<double>(comm->size()));
+  }
   // Gradients of a partial group were divided by the full count: rescale them to their mean.
   apply_gradients(active_,
                   static_cast<double>(active_.accumulation) / static_cast<double>(pending_));

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "ktf/config.h"
+#include "ktf/data.h"
 #include "ktf/network.h"
 
 namespace ktf {
@@ -42,6 +43,68 @@ class GuardedStream : public BatchStream {
   int64_t limit_;
   int64_t served_ = 0;
 };
+
+/// A distributed rank's part of a stream that does not shard itself (a plugin's own stream): its
+/// batches r, r + count, ... of every epoch. Training takes as many batches on every rank (the
+/// first floor(batches / count) * count), so it needs the stream's num_batches().
+class BatchShardStream : public BatchStream {
+ public:
+  BatchShardStream(std::shared_ptr<BatchStream> inner, DataShard shard, bool equal)
+      : inner_(std::move(inner)), shard_(shard), equal_(equal) {}
+  void start_epoch(int64_t epoch) override {
+    seen_ = 0;
+    inner_->start_epoch(epoch);
+  }
+  std::optional<Batch> next() override {
+    const int64_t total = inner_->num_batches();
+    for (;;) {
+      if (equal_ && seen_ >= total / shard_.count * shard_.count) return std::nullopt;
+      auto batch = inner_->next();
+      if (!batch) return batch;
+      if (seen_++ % shard_.count == shard_.index) return batch;
+    }
+  }
+  int64_t num_batches() const override {
+    const int64_t n = inner_->num_batches();
+    return n < 0 ? -1 : shard_size(n, shard_, equal_);
+  }
+  int64_t num_examples() const override { return -1; }
+  /// The inner stream's state, with the batches this split has passed over beside it: a stream
+  /// resumed by a job of another number of ranks (from an epoch end) reads the same state whether
+  /// it is split or not.
+  void save_state(State& state) override {
+    inner_->save_state(state);
+    state.set(kSeen, seen_);
+  }
+  void load_state(const State& state) override {
+    seen_ = state.has(kSeen) ? state.at(kSeen).as_int() : 0;
+    inner_->load_state(state);
+  }
+
+ private:
+  static constexpr const char* kSeen = "ktf.shard.batches_seen";
+  std::shared_ptr<BatchStream> inner_;
+  DataShard shard_;
+  bool equal_;
+  int64_t seen_ = 0;
+};
+
+/// `s` as this process reads it in a distributed run: as it is when it shards itself
+/// (ShardedStream), else split by batch.
+std::shared_ptr<BatchStream> shard(std::shared_ptr<BatchStream> s, bool training,
+                                   const std::vector<std::string>& path) {
+  const DataShard part = data_shard();
+  if (!s || !part.sharded() || dynamic_cast<ShardedStream*>(s.get())) return s;
+  if (training && s->num_batches() < 0)
+    throw Error(
+        "distributed training: the training stream does not know its number of batches, so its "
+        "batches cannot be split evenly among " +
+            std::to_string(part.count) +
+            " ranks (derive the dataset from ktf::IndexedDataset, or have its stream implement "
+            "ktf::ShardedStream and read data_shard())",
+        path);
+  return std::make_shared<BatchShardStream>(std::move(s), part, training);
+}
 
 std::shared_ptr<BatchStream> guard(std::shared_ptr<BatchStream> s, std::vector<std::string> path,
                                    int64_t limit) {
@@ -92,8 +155,10 @@ TrainContext Cycle::train_context(int64_t batch_limit) const {
   tc.model = model;
   tc.model_path = model_path;
   tc.dataset = dataset;
-  tc.train_data = guard(dataset->train(), path("datasets"), batch_limit);
-  tc.valid_data = guard(dataset->valid(), path("datasets"), batch_limit);
+  tc.train_data =
+      guard(shard(dataset->train(), true, path("datasets")), path("datasets"), batch_limit);
+  tc.valid_data =
+      guard(shard(dataset->valid(), false, path("datasets")), path("datasets"), batch_limit);
   tc.loss = loss;
   tc.metrics = metrics;
   tc.optimizer = optimizer;

@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <iomanip>
@@ -21,6 +23,8 @@
 #include "ktf/checkpoint.h"
 #include "ktf/config.h"
 #include "ktf/cycle.h"
+#include "ktf/data.h"
+#include "ktf/distributed.h"
 #include "ktf/network.h"
 #include "ktf/process.h"
 #include "ktf/state.h"
@@ -29,6 +33,11 @@
 namespace ktf {
 namespace fs = std::filesystem;
 namespace {
+
+/// The RNG seed of rank `rank` (rank 0 keeps `seed`): ranks draw different dropout masks.
+uint64_t rank_seed(uint64_t seed, int rank) {
+  return rank == 0 ? seed : seed + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(rank);
+}
 
 /// Monotonic milliseconds (async-signal-safe).
 int64_t now_ms() {
@@ -241,7 +250,7 @@ class Runner {
  public:
   Runner(const RunOptions& options, const Registry& registry, const Json& cycles,
          torch::Device device, uint64_t seed, RunFiles& files, std::optional<Resume> resume,
-         Notes notes)
+         Notes notes, Communicator* comm)
       : run_started_(files.run_started),
         notes_(std::move(notes)),
         options_(options),
@@ -251,11 +260,18 @@ class Runner {
         seed_(seed),
         files_(files),
         store_(files.dir),
-        resume_(std::move(resume)) {}
+        resume_(std::move(resume)),
+        comm_(comm),
+        rank_(comm ? comm->rank() : 0),
+        world_(comm ? comm->size() : 1) {}
 
   RunResult run(int threads) {
     log("ktf: run directory " + files_.dir.string() + ", device " + device_.str() + ", " +
         std::to_string(threads) + " threads, seed " + std::to_string(seed_));
+    if (comm_)
+      log("ktf: distributed: " + std::to_string(world_) + " ranks (c10d, Gloo), this is " +
+          comm_->world().describe() + "; timeout " +
+          std::to_string(comm_->timeout().count() / 1000) + " s");
     if (device_.is_cpu()) log("ktf: " + cpu_kernels_text());
     for (const auto& note : notes_) {  // warnings: on stderr also with --quiet, and in log.txt
       std::cerr << "ktf: " << note << (note.back() == '\n' ? "" : "\n");
@@ -333,6 +349,8 @@ class Runner {
     tc.epochs_before = state_.epochs_before;
     tc.steps_before = state_.steps_before;
     tc.run_started = run_started_;
+    tc.rank = rank_;
+    tc.world_size = world_;
     if (!options_.precision.empty()) {
       tc.precision = parse_precision(options_.precision);
       tc.precision_from_command_line = true;
@@ -394,19 +412,30 @@ class Runner {
           "the train loop reached a safe point before calling ctx.restore(), so this "
           "cycle cannot resume (see ktf/train.h)",
           cycle.path("train_loop"), kExitRuntime);
+    auto minutes = [&] {
+      return std::chrono::duration<double, std::ratio<60>>(std::chrono::steady_clock::now() -
+                                                           last_write_)
+          .count();
+    };
+    bool interrupt = false, requested = false, minutes_due = false;
+    if (comm_) {
+      // Ranks validate different numbers of batches: a distributed job acts at its epoch end.
+      if (where == SafePoint::Validation) return;
+      agree(tc, where);
+      interrupt = agreed_.interrupt;
+      requested = agreed_.requested;
+      minutes_due = agreed_.minutes_due;
+    } else {
+      interrupt = TrainContext::interrupted();
+      requested = checkpoint_requested();
+      minutes_due = policy_.every_minutes && minutes() >= *policy_.every_minutes;
+    }
     // Inside an accumulation group the gradients are half-summed: not a point to save.
     if (where == SafePoint::Step && tc.pending_backwards() > 0) return;
     if (!tc.device.is_cpu() && (where != SafePoint::Step || ++steps_since_check_ >= 100)) {
       steps_since_check_ = 0;
       tc.check_finite();
     }
-    const bool interrupt = TrainContext::interrupted();
-    const bool requested = checkpoint_requested();
-    auto minutes = [&] {
-      return std::chrono::duration<double, std::ratio<60>>(std::chrono::steady_clock::now() -
-                                                           last_write_)
-          .count();
-    };
     std::string reason;
     if (interrupt)
       reason = "signal";
@@ -417,18 +446,60 @@ class Runner {
     else if (where == SafePoint::Step && policy_.every_steps &&
              (state_.steps_before + tc.global_step) % *policy_.every_steps == 0)
       reason = "every " + std::to_string(*policy_.every_steps) + " steps";
-    else if (where == SafePoint::Step && policy_.every_minutes &&
-             minutes() >= *policy_.every_minutes)
+    else if (where == SafePoint::Step && minutes_due)
       reason = "every " + Json(*policy_.every_minutes).dump() + " minutes";
     if (reason.empty()) return;
     if (requested) request_checkpoint(false);
+    agreed_.requested = agreed_.minutes_due = false;  // acted on
     const auto info = write_checkpoint(tc, cycle, where, reason);
     if (interrupt || requested)
       log(cycle.label + ": checkpoint " + checkpoint_name(info) + " written (" +
           position_text(info.manifest.at("position")) + ")");
-    if (interrupt)
-      throw Interrupted("interrupted: checkpoint " + checkpoint_name(info) +
-                        " written; continue with --resume " + files_.dir.string());
+    if (interrupt) throw interrupted_after(info);
+  }
+
+  /// The job's decisions at a safe point, the same on every rank (agreed_): whether some rank was
+  /// signalled (SIGINT/SIGTERM, SIGUSR1), whether rank 0's clock says a timed checkpoint is due,
+  /// and whether some rank's callback asked to stop training (TerminateOnNaN on its own batch):
+  /// every rank stops at the same step. At a step the flags of the previous step's safe point are
+  /// read (their sum ran during this step), so no step waits for the network; at an epoch end they
+  /// are summed there. A flag is sent once; what it asks stays agreed until acted on.
+  void agree(TrainContext& tc, SafePoint where) {
+    const bool interrupt = TrainContext::interrupted();
+    const bool requested = checkpoint_requested();
+    if (requested) request_checkpoint(false);  // sent: the agreed flag carries it now
+    const bool due = rank_ == 0 && policy_.every_minutes && !timer_sent_ &&
+                     std::chrono::duration<double, std::ratio<60>>(
+                         std::chrono::steady_clock::now() - last_write_)
+                             .count() >= *policy_.every_minutes;
+    if (due) timer_sent_ = true;
+    stop_asked_ = stop_asked_ || tc.stop_training;
+    auto mine = torch::tensor(
+        {interrupt ? 1.0 : 0.0, requested ? 1.0 : 0.0, due ? 1.0 : 0.0, stop_asked_ ? 1.0 : 0.0},
+        torch::kDouble);
+    torch::Tensor sum = torch::zeros({4}, torch::kDouble);
+    if (comm_->async_sum_pending()) sum += comm_->finish_async_sum();
+    if (where == SafePoint::Step) {
+      comm_->start_async_sum(mine);
+    } else {
+      std::vector<torch::Tensor> now{mine};
+      comm_->all_reduce_sum(now);
+      sum += now[0];
+    }
+    agreed_.interrupt = agreed_.interrupt || sum[0].item<double>() > 0;
+    agreed_.requested = agreed_.requested || sum[1].item<double>() > 0;
+    agreed_.minutes_due = agreed_.minutes_due || sum[2].item<double>() > 0;
+    tc.stop_training = sum[3].item<double>() > 0;    // the job's, not this rank's alone
+    if (agreed_.interrupt) request_interrupt(true);  // a signalled rank stops the job
+  }
+
+  /// Rank 0 tells where the checkpoint is; the other ranks that rank 0 wrote it.
+  Interrupted interrupted_after(const CheckpointInfo& info) const {
+    if (rank_ > 0)
+      return Interrupted("interrupted (rank " + std::to_string(rank_) +
+                         "): rank 0 wrote the job's checkpoint");
+    return Interrupted("interrupted: checkpoint " + checkpoint_name(info) +
+                       " written; continue with --resume " + files_.dir.string());
   }
 
   CheckpointInfo write_checkpoint(TrainContext& tc, const Cycle& cycle, SafePoint where,
@@ -453,25 +524,41 @@ class Runner {
     run.set("threads", static_cast<int64_t>(at::get_num_threads()));
     run.set("run_started", run_started_);
     run.set("where", where_text);
+    run.set("world_size", static_cast<int64_t>(world_));
+    // What differs between ranks (their streams' and metrics' sums, the loop's running sums,
+    // their RNGs) is every rank's own; rank 0 keeps the others' in its checkpoint.
+    State own;
+    each_component(tc, cycle,
+                   [&](const std::vector<std::string>& path, Stateful& c, const std::string& key) {
+                     with_context(path, [&] { c.save_state(own.child(key)); });
+                   });
+    save_rng_state(own.child("rng"));
+    if (comm_) {
+      const auto all = comm_->gather_bytes(rank_ == 0 ? std::string() : own.to_bytes(), 0);
+      if (rank_ > 0) {
+        last_write_ = std::chrono::steady_clock::now();
+        timer_sent_ = false;
+        CheckpointInfo info;
+        info.manifest = Json::object({{"position", checkpoint_position(tc, where_text)}});
+        return info;
+      }
+      for (size_t r = 1; r < all.size(); ++r) {
+        auto bytes = torch::empty({static_cast<int64_t>(all[r].size())}, torch::kUInt8);
+        std::memcpy(bytes.data_ptr(), all[r].data(), all[r].size());
+        root.set_tensor("rank/" + std::to_string(r), bytes);
+      }
+    }
     save_module_state(root.child("model"), *cycle.model);
     root.set_tensor("optimizer", archive_bytes([&](torch::serialize::OutputArchive& a) {
                       cycle.optimizer->save(a);
                     }));
-    each_component(tc, cycle,
-                   [&](const std::vector<std::string>& path, Stateful& c, const std::string& key) {
-                     with_context(path, [&] { c.save_state(root.child(key)); });
-                   });
+    for (const auto& key : own.child_keys()) root.child(key) = own.child(key);
     files_.metrics->save_state(root.child("metrics_log"));
-    save_rng_state(root.child("rng"));
-    Json position = Json::object({{"cycle", static_cast<int64_t>(state_.cycle + 1)},
-                                  {"epoch", tc.epoch + 1},
-                                  {"batch", tc.batch + 1},
-                                  {"step", tc.global_step},
-                                  {"run_step", state_.steps_before + tc.global_step},
-                                  {"where", where_text}});
+    Json position = checkpoint_position(tc, where_text);
     CheckpointInfo info = store_.write(root, reason, position, policy_.keep);
     last_checkpoint_ = info;
     last_write_ = std::chrono::steady_clock::now();
+    timer_sent_ = false;
     std::ostringstream line;
     line << "checkpoint " << checkpoint_name(info) << " (" << reason
          << "): " << position_text(position) << ", " << std::fixed << std::setprecision(1)
@@ -480,6 +567,15 @@ class Runner {
          << " s";
     *files_.log << line.str() << std::endl;
     return info;
+  }
+
+  Json checkpoint_position(const TrainContext& tc, const char* where_text) const {
+    return Json::object({{"cycle", static_cast<int64_t>(state_.cycle + 1)},
+                         {"epoch", tc.epoch + 1},
+                         {"batch", tc.batch + 1},
+                         {"step", tc.global_step},
+                         {"run_step", state_.steps_before + tc.global_step},
+                         {"where", where_text}});
   }
 
   /// Every component with checkpoint state, with its config path and its key in the checkpoint.
@@ -501,6 +597,18 @@ class Runner {
     const State& root = resume_->state;
     const State& run = root.child("run");
     const std::string source = "checkpoint " + checkpoint_name(resume_->info);
+    // A rank's own part, when the checkpoint was written by a job of as many ranks; else (from an
+    // epoch end, where no rank's sums carry over) rank 0's.
+    const int64_t saved_world = run.has("world_size") ? run.at("world_size").as_int() : 1;
+    const std::string rank_key = "rank/" + std::to_string(rank_);
+    State rank_state;
+    const bool own_part = rank_ > 0 && saved_world == world_ && root.has_tensor(rank_key);
+    if (own_part) {
+      const torch::Tensor bytes = root.tensor(rank_key).contiguous();
+      rank_state = State::from_bytes(std::string(static_cast<const char*>(bytes.data_ptr()),
+                                                 static_cast<size_t>(bytes.numel())));
+    }
+    const State& own = own_part ? rank_state : root;
     with_context({source, "model"}, [&] { load_module_state(root.child("model"), *cycle.model); });
     with_context({source, "optimizer"}, [&] {
       load_archive_bytes(root.tensor("optimizer"),
@@ -508,19 +616,44 @@ class Runner {
     });
     each_component(
         tc, cycle, [&](const std::vector<std::string>& path, Stateful& c, const std::string& key) {
-          if (!root.has_child(key))
+          if (!own.has_child(key))
             throw Error(source + " has no state for '" + key +
                             "': the cycle's components differ from the checkpointed run's",
                         path, kExitRuntime);
-          with_context(path, [&] { c.load_state(root.child(key)); });
+          with_context(path, [&] { c.load_state(own.child(key)); });
         });
     tc.epoch = run.at("epoch").as_int();
     tc.batch = run.at("batch").as_int();
     tc.global_step = run.at("global_step").as_int();
     tc.stop_training = run.at("stop_training").as_bool();
     state_.epochs_in_cycle = run.at("epochs_in_cycle").as_int();
-    load_rng_state(root.child("rng"));  // last: nothing above may draw from it
+    load_rng_state(own.child("rng"));  // last: nothing above may draw from it
+    if (rank_ > 0 && !own_part) torch::manual_seed(rank_seed(seed_ + tc.global_step, rank_));
     log(cycle.label + ": resumed at " + position_text(resume_->info.manifest.at("position")));
+  }
+
+  /// After a distributed cycle: every rank must hold rank 0's parameters (the gradients were
+  /// averaged, every rank stepped the same optimizer); a difference is a bug worth stopping for.
+  void check_identical_weights(const Cycle& cycle) {
+    std::ostringstream mine;
+    mine << std::hex << std::setw(16) << std::setfill('0')
+         << tensors_checksum(cycle.model->parameters());
+    const auto all = comm_->all_gather_bytes(mine.str());
+    std::string differ;
+    for (size_t r = 1; r < all.size(); ++r)
+      if (all[r] != all[0]) differ += (differ.empty() ? "" : ", ") + std::to_string(r);
+    if (differ.empty()) {
+      log(cycle.label + ": parameters identical on all " + std::to_string(world_) +
+          " ranks (checksum " + all[0] + ")");
+      return;
+    }
+    // Ranks whose reductions ran in another order (other thread counts: a clipped norm's last
+    // bits) drift apart; rank 0's weights are the run's, and the next cycle starts from them.
+    const std::string line = "warning: " + cycle.label + ": the parameters of rank(s) " + differ +
+                             " differ from rank 0's after training (checksum " + all[0] +
+                             " on rank 0); rank 0's are saved";
+    std::cerr << "ktf: " << line << std::endl;
+    *files_.log << "ktf: " << line << std::endl;
   }
 
   /// A signal that arrived while no cycle trains (building, between cycles): stop without a new
@@ -542,8 +675,17 @@ class Runner {
     Cycle cycle = builder.build(cycles_, i, BuildStage::Training);
     stop_if_interrupted("while " + label + " was built");
     log_model(cycle);
+    if (comm_) {
+      // Every rank starts the cycle from rank 0's weights; the ranks then draw their own dropout
+      // masks (rank 0 keeps the run's RNG stream, as alone).
+      std::vector<torch::Tensor> tensors = cycle.model->parameters();
+      for (auto& b : cycle.model->buffers()) tensors.push_back(b);
+      comm_->broadcast(tensors);
+      if (rank_ > 0) torch::manual_seed(rank_seed(seed_ + i, rank_));
+    }
     state_.cycle = i;
     state_.epochs_in_cycle = 0;
+    stop_asked_ = false;
     policy_ = CheckpointPolicy::from_json(cycle.config.at("checkpoint"));
     TrainContext tc = context_for(cycle);
     tc.stop_on_nonfinite = policy_.stop_on_nonfinite;
@@ -583,21 +725,28 @@ class Runner {
     tc.check_finite();
     state_.epochs_before += state_.epochs_in_cycle;
     state_.steps_before += tc.global_step;
+    bool interrupt = TrainContext::interrupted();
+    if (comm_) {
+      agree(tc, SafePoint::EpochEnd);
+      interrupt = agreed_.interrupt;
+    }
     CycleResult cr;
     cr.logs = logs;
     cr.weights = weights_path(i);
-    std::ostringstream weights;
-    torch::save(std::static_pointer_cast<torch::nn::Module>(cycle.model), weights);
-    write_file_atomic(cr.weights, weights.str());
+    if (rank_ == 0) {
+      std::ostringstream weights;
+      torch::save(std::static_pointer_cast<torch::nn::Module>(cycle.model), weights);
+      write_file_atomic(cr.weights, weights.str());
+    }
     result_.cycles.push_back(cr);
-    if (TrainContext::interrupted() && i + 1 < cycles_.size()) {
+    if (comm_) check_identical_weights(cycle);
+    if (interrupt && i + 1 < cycles_.size()) {
       // After the loop's last safe point: a checkpoint of the finished cycle (a resume runs its
       // on_train_end again and goes on with the next cycle).
       const auto info = write_checkpoint(tc, cycle, SafePoint::EpochEnd, "signal");
       log(label + ": interrupted at the end of the cycle; weights saved to " + cr.weights.string() +
           ", checkpoint " + checkpoint_name(info));
-      throw Interrupted("interrupted: checkpoint " + checkpoint_name(info) +
-                        " written; continue with --resume " + files_.dir.string());
+      throw interrupted_after(info);
     }
     log(label + ": done" + (logs.empty() ? "" : " - " + format_logs(logs)) + "; weights saved to " +
         cr.weights.string());
@@ -611,6 +760,14 @@ class Runner {
   RunFiles& files_;
   CheckpointStore store_;
   std::optional<Resume> resume_;
+  Communicator* comm_;  ///< null alone
+  int rank_, world_;
+  /// What the ranks agreed at safe points and not yet acted on (agree()).
+  struct Agreed {
+    bool interrupt = false, requested = false, minutes_due = false;
+  } agreed_;
+  bool timer_sent_ = false;  ///< rank 0 sent "a timed checkpoint is due" since the last write
+  bool stop_asked_ = false;  ///< this rank's loop was asked to stop in this cycle
   std::optional<CheckpointInfo> last_checkpoint_;
   CheckpointPolicy policy_;
   std::chrono::steady_clock::time_point last_write_ = std::chrono::steady_clock::now();
@@ -664,42 +821,19 @@ std::vector<JsonChange> plugin_changes(const Json& before, const Json& after) {
   return json_diff(by_name(before), by_name(after));
 }
 
-}  // namespace
+/// What a run starts from, decided before anything trains (by rank 0 in a distributed job).
+struct Plan {
+  fs::path run_dir;
+  std::optional<Resume> resume;
+  Json cycles;
+  uint64_t seed = 0;
+  bool write_config = false;
+  Notes notes;
+};
 
-int configure_threads(int threads) {
-  int n = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
-  if (n <= 0) n = 1;
-  at::set_num_threads(n);
-  return n;
-}
-
-torch::Device resolve_device(const std::string& d) {
-  if (d == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::kCPU;
-  torch::Device device = torch::kCPU;
-  try {
-    device = torch::Device(d);
-  } catch (const c10::Error&) {
-    throw Error("--device '" + d + "': expected auto, cpu, cuda or cuda:N");
-  }
-  if (device.is_cuda()) {
-    if (!torch::cuda::is_available())
-      throw Error("--device '" + d +
-                  "': CUDA is not available (this libtorch is CPU-only or no GPU is visible)");
-    if (device.has_index() && device.index() >= static_cast<int>(torch::cuda::device_count()))
-      throw Error("--device '" + d + "': only " + std::to_string(torch::cuda::device_count()) +
-                  " CUDA device(s) visible");
-  } else if (!device.is_cpu()) {
-    throw Error("--device '" + d + "': expected auto, cpu, cuda or cuda:N");
-  }
-  return device;
-}
-
-Environment::Environment(RunOptions options, Registry& registry)
-    : options_(std::move(options)), registry_(registry) {}
-
-torch::Device Environment::device() const { return resolve_device(options_.device); }
-
-RunResult Environment::run(Json config) {
+/// The run directory, the checkpoint to resume from, the resolved cycles and the seed; every
+/// check of the command line against the run directory. `world_size`: ranks of this job.
+Plan make_plan(RunOptions& options_, const Registry& registry_, Json config, int world_size) {
   Notes notes;
   fs::path run_dir = options_.output_dir;
   std::optional<Resume> resume;
@@ -799,23 +933,203 @@ RunResult Environment::run(Json config) {
                     "checkpoint files moved to checkpoints/skipped/)");
     CheckpointStore(run_dir).clear();
   }
-  const torch::Device device = this->device();
-  // A resume keeps the run's thread count unless --threads says otherwise (bitwise equality).
-  const int threads =
-      configure_threads(options_.threads == 0 && resume
-                            ? static_cast<int>(resume->state.child("run").at("threads").as_int())
-                            : options_.threads);
-  torch::manual_seed(seed);
-  SignalScope signals;  // before the first file is written (SIGXFSZ)
-  if (resume) CheckpointStore(run_dir).discard_after(resume->info.sequence);
-  RunFiles files(run_dir.empty() ? default_run_dir(options_.config_name) : run_dir,
-                 resume.has_value());
-  if (write_config) files.write_config(cycles, options_.plugins);
+  if (resume) {
+    const State& saved = resume->state.child("run");
+    const int64_t saved_world = saved.has("world_size") ? saved.at("world_size").as_int() : 1;
+    const Json& position = resume->info.manifest.at("position");
+    const bool epoch_end =
+        position.find("where") && position.at("where").as_string() == "epoch end";
+    if (saved_world != world_size && !epoch_end)
+      throw Error("cannot resume '" + run_dir.string() + "' with " + std::to_string(world_size) +
+                  " rank(s): its checkpoint " + checkpoint_name(resume->info) + " (" +
+                  position_text(position) + ") was written by a job of " +
+                  std::to_string(saved_world) +
+                  " rank(s) inside an epoch, whose data order is split among that many ranks; "
+                  "resume it with " +
+                  std::to_string(saved_world) +
+                  " rank(s), or from a checkpoint at an epoch end (checkpoint.every_epoch)");
+    if (saved_world != world_size)
+      notes.push_back("the run was checkpointed by " + std::to_string(saved_world) +
+                      " rank(s) and continues with " + std::to_string(world_size) +
+                      " from an epoch end: the next epochs' data order is split " +
+                      std::to_string(world_size) + " ways (the global batch changes with it)");
+  }
+  Plan plan;
+  plan.run_dir = run_dir;
+  plan.resume = std::move(resume);
+  plan.cycles = std::move(cycles);
+  plan.seed = seed;
+  plan.write_config = write_config;
+  plan.notes = std::move(notes);
+  return plan;
+}
+
+/// Rank 0's plan (or its error) for every rank: the resolved cycles, the seed, --precision as the
+/// checkpoint set it, and the checkpoint's state itself (a run directory need not be shared).
+void share_plan(Communicator& comm, Plan& plan, RunOptions& options, const Error* failure) {
+  Json head = Json::object({{"ok", failure == nullptr}});
+  if (failure) {
+    head.set("message", failure->what());
+    head.set("code", static_cast<int64_t>(failure->exit_code()));
+  } else {
+    head.set("cycles", plan.cycles);
+    head.set("seed", std::to_string(plan.seed));
+    head.set("precision", options.precision);
+    head.set("resume", plan.resume.has_value());
+    if (plan.resume) {
+      head.set("manifest", plan.resume->info.manifest);
+      head.set("sequence", plan.resume->info.sequence);
+      head.set("manifest_file", plan.resume->info.manifest_file.string());
+    }
+  }
+  const Json got =
+      Json::parse(comm.broadcast_bytes(comm.rank() == 0 ? head.dump() : ""), "rank 0's plan");
+  if (!got.at("ok").as_bool()) {
+    if (comm.rank() == 0) return;
+    throw Error("rank 0 stopped the job before training: " + got.at("message").as_string(), {},
+                static_cast<int>(got.at("code").as_int()));
+  }
+  const std::string state =
+      comm.broadcast_bytes(comm.rank() == 0 && plan.resume ? plan.resume->state.to_bytes() : "");
+  if (comm.rank() == 0) return;
+  plan.cycles = got.at("cycles");
+  plan.seed = std::stoull(got.at("seed").as_string());
+  options.precision = got.at("precision").as_string();
+  if (got.at("resume").as_bool()) {
+    Resume r;
+    r.info.manifest = got.at("manifest");
+    r.info.sequence = got.at("sequence").as_int();
+    r.info.manifest_file = got.at("manifest_file").as_string();
+    r.state = State::from_bytes(state);
+    plan.resume = std::move(r);
+  }
+}
+
+/// A scratch run directory for a rank other than 0, removed when the run ends. Those of ranks that
+/// were killed (their process is gone) are removed when the next one is made.
+struct ScratchDir {
+  fs::path dir;
+  explicit ScratchDir(int rank) {
+    if (rank == 0) return;
+    std::error_code ec;
+    fs::path tmp = fs::temp_directory_path(ec);
+    if (ec) tmp = "/tmp";
+    for (const auto& e : fs::directory_iterator(tmp, ec)) {
+      const std::string name = e.path().filename().string();
+      const auto dash = name.rfind('-');
+      if (name.rfind("ktf-rank", 0) != 0 || dash == std::string::npos) continue;
+      const long pid = std::strtol(name.c_str() + dash + 1, nullptr, 10);
+      if (pid <= 0 || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+      std::error_code ignored;
+      fs::remove_all(e.path(), ignored);
+    }
+    dir = tmp / ("ktf-rank" + std::to_string(rank) + "-" + std::to_string(::getpid()));
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    if (!dir.empty()) fs::remove_all(dir, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+};
+
+}  // namespace
+
+int configure_threads(int threads) {
+  int n = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+  if (n <= 0) n = 1;
+  at::set_num_threads(n);
+  return n;
+}
+
+torch::Device resolve_device(const std::string& d) {
+  if (d == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::kCPU;
+  torch::Device device = torch::kCPU;
   try {
-    RunResult result = Runner(options_, registry_, cycles, device, seed, files, std::move(resume),
-                              std::move(notes))
+    device = torch::Device(d);
+  } catch (const c10::Error&) {
+    throw Error("--device '" + d + "': expected auto, cpu, cuda or cuda:N");
+  }
+  if (device.is_cuda()) {
+    if (!torch::cuda::is_available())
+      throw Error("--device '" + d +
+                  "': CUDA is not available (this libtorch is CPU-only or no GPU is visible)");
+    if (device.has_index() && device.index() >= static_cast<int>(torch::cuda::device_count()))
+      throw Error("--device '" + d + "': only " + std::to_string(torch::cuda::device_count()) +
+                  " CUDA device(s) visible");
+  } else if (!device.is_cpu()) {
+    throw Error("--device '" + d + "': expected auto, cpu, cuda or cuda:N");
+  }
+  return device;
+}
+
+Environment::Environment(RunOptions options, Registry& registry)
+    : options_(std::move(options)), registry_(registry) {}
+
+torch::Device Environment::device() const { return resolve_device(options_.device); }
+
+RunResult Environment::run(Json config) {
+  const WorldInfo world = options_.world ? *options_.world : world_from_environment();
+  std::shared_ptr<Communicator> comm;
+  // Alone again after a run that ended well; after a failure the group stays (a collective may
+  // still wait on a lost rank: the process exits instead of tearing it down).
+  struct Alone {
+    bool ok = false;
+    ~Alone() {
+      set_data_shard({});
+      if (ok) set_communicator(nullptr);
+    }
+  } alone;
+  if (world.distributed()) {
+    comm = std::make_shared<Communicator>(
+        world, std::chrono::milliseconds(static_cast<int64_t>(options_.dist_timeout * 1000)));
+    set_communicator(comm);
+    set_data_shard({world.rank, world.size});
+  }
+  const bool main_rank = world.rank == 0;
+  Plan plan;
+  if (main_rank) {
+    try {
+      plan = make_plan(options_, registry_, std::move(config), world.size);
+    } catch (const Error& e) {
+      if (comm) share_plan(*comm, plan, options_, &e);
+      throw;
+    }
+  }
+  if (comm) share_plan(*comm, plan, options_, nullptr);
+  RunOptions options = options_;
+  if (!main_rank) options.quiet = true;  // rank 0 speaks for the job
+  std::optional<Resume>& resume = plan.resume;
+  torch::Device device = this->device();
+  // Ranks on one machine with GPUs: one GPU each, by local rank ("cuda" or "auto" given).
+  if (world.distributed() && device.is_cuda() && !device.has_index() &&
+      world.local_rank < static_cast<int>(torch::cuda::device_count()))
+    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(world.local_rank));
+  // A resume keeps the run's thread count unless --threads says otherwise (bitwise equality);
+  // ranks on one machine share its cores.
+  const int threads = configure_threads(
+      options.threads == 0 && resume
+          ? static_cast<int>(resume->state.child("run").at("threads").as_int())
+      : options.threads == 0 && world.local_size > 1
+          ? std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / world.local_size)
+          : options.threads);
+  torch::manual_seed(plan.seed);
+  SignalScope signals;  // before the first file is written (SIGXFSZ)
+  ScratchDir scratch(world.rank);
+  fs::path dir = main_rank ? plan.run_dir : scratch.dir;
+  if (main_rank) {
+    if (resume) CheckpointStore(dir).discard_after(resume->info.sequence);
+    if (dir.empty()) dir = default_run_dir(options.config_name);
+  }
+  RunFiles files(dir, resume.has_value());
+  if (plan.write_config && main_rank) files.write_config(plan.cycles, options.plugins);
+  try {
+    RunResult result = Runner(options, registry_, plan.cycles, device, plan.seed, files,
+                              std::move(resume), std::move(plan.notes), comm.get())
                            .run(threads);
-    result.run_dir = files.dir;
+    result.run_dir = main_rank ? files.dir : plan.run_dir;
+    if (comm) comm->barrier();  // every rank is done before any leaves
+    alone.ok = true;
     return result;
   } catch (const c10::Error& e) {
     *files.log << "error: " << e.what_without_backtrace() << std::endl;

@@ -131,6 +131,35 @@ torch::Generator make_generator(uint64_t seed);
 /// The permutation of epoch `epoch` for `n` examples (identity when !shuffle).
 torch::Tensor epoch_order(int64_t n, bool shuffle, uint64_t seed, int64_t epoch);
 
+/// The part of every epoch's data order this process reads: in a distributed run, shard `index`
+/// (the rank) of `count` (the ranks). The engine sets it before datasets make their streams.
+struct DataShard {
+  int64_t index = 0;
+  int64_t count = 1;
+  bool sharded() const { return count > 1; }
+};
+DataShard data_shard();
+void set_data_shard(DataShard shard);
+
+/// The positions of an epoch's `order` that `shard` reads: every count-th from `index` (as
+/// PyTorch's DistributedSampler). `equal`: training, where every shard must yield the same number
+/// of batches, uses the first floor(n / count) * count positions only (at most count - 1 examples
+/// an epoch are left out, different ones each shuffled epoch); validation reads every example once.
+/// Per-rank batch b of every shard together is the global batch of positions
+/// [b * count * B, (b + 1) * count * B): one rank with batch count * B reads the same examples.
+torch::Tensor shard_order(const torch::Tensor& order, const DataShard& shard, bool equal);
+/// Examples of a split of `n` a shard reads (shard_order's length).
+int64_t shard_size(int64_t n, const DataShard& shard, bool equal);
+
+/// Implemented by a stream that reads only its shard of the data (data_shard()): the streams of
+/// IndexedDataset and of the TFRecord reader. In a distributed run the engine splits any other
+/// training stream by batch (rank r takes batches r, r + count, ...), which needs its
+/// num_batches().
+class ShardedStream {
+ public:
+  virtual ~ShardedStream() = default;
+};
+
 /// prefetch's automatic value on `device`: 2 when a core is free for a background thread (more
 /// hardware threads than libtorch's intra-op threads) or the model trains on a GPU, else 0.
 int64_t auto_prefetch(const torch::Device& device);
@@ -258,7 +287,8 @@ class IndexedDataset : public Dataset,
   void init();
 
  private:
-  std::shared_ptr<BatchStream> stream(const std::string& split, PipelineConfig config);
+  std::shared_ptr<BatchStream> stream(const std::string& split, PipelineConfig config,
+                                      DataShard shard);
   PipelineConfig config_;
   std::vector<int64_t> input_shape_;
 };

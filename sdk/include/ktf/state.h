@@ -28,6 +28,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "ktf/json.h"
 
@@ -52,6 +53,8 @@ class State {
   State& child(const std::string& key);
   const State& child(const std::string& key) const;
   bool has_child(const std::string& key) const;
+  /// Keys of the nested states.
+  std::vector<std::string> child_keys() const;
   bool empty() const;
 
   /// Serialisation into a checkpoint archive (the engine's).
@@ -59,6 +62,14 @@ class State {
   static State read(torch::serialize::InputArchive& archive);
   /// The state as a checkpoint file stores and reads it back (what a resumed run loads).
   State round_trip() const;
+  /// The state as bytes (a libtorch archive), and back; from_bytes throws ktf::Error (exit code 1)
+  /// on bytes that are not such a state.
+  std::string to_bytes() const;
+  static State from_bytes(const std::string& bytes);
+  /// Adds `other` into this state: numbers and tensors under the same key are summed (an
+  /// undefined tensor or a missing key counts as zero), nested states recursively; other values
+  /// are kept. A distributed run sums metrics' states this way (every rank's sums into the job's).
+  void add(const State& other);
   /// Same values, same tensors (dtype, shape and every element), same nested states.
   friend bool operator==(const State& a, const State& b);
   friend bool operator!=(const State& a, const State& b) { return !(a == b); }

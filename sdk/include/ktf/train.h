@@ -50,6 +50,8 @@
 
 namespace ktf {
 
+class GradientSync;
+
 /// How backward_and_step() turns losses into optimizer steps.
 /// Where a loop is when it calls TrainContext::safe_point().
 enum class SafePoint {
@@ -136,6 +138,24 @@ class TrainContext {
   Precision precision = Precision::FP32;
   /// True when --precision set `precision`: it then wins over the loop's argument.
   bool precision_from_command_line = false;
+  /// A distributed run (ktf/distributed.h): this process's rank and the job's number of ranks
+  /// (0 and 1 when it runs alone). Every rank runs the same loop on its shard of the data; only
+  /// rank 0 (is_main()) writes the run directory and prints: on the other ranks `run_dir` is a
+  /// scratch directory removed at exit and `quiet` is set.
+  int rank = 0;
+  int world_size = 1;
+  bool is_main() const { return rank == 0; }
+  /// Sums each tensor across ranks, in place; a no-op alone. Collective: every rank calls it at
+  /// the same point (a loop's epoch end). Loops sum their running loss and counts with it.
+  void all_reduce_sum(std::vector<torch::Tensor>& tensors) const;
+  /// Makes `metric` hold the job's sums: its saved state is summed across ranks (State::add:
+  /// numbers and tensors added up) and loaded back, so compute() gives the global figure. A no-op
+  /// alone. Collective, as all_reduce_sum.
+  void all_reduce_metric(Metric& metric) const;
+  /// Copies rank 0's model buffers (BatchNorm's running statistics) to every rank; a no-op
+  /// alone. forward() does it before every training forward; loops call it before validation, so
+  /// that every rank validates rank 0's model. Collective, as all_reduce_sum.
+  void broadcast_buffers();
   /// A loop's "precision" argument ("fp32" or "bf16"), unless --precision was given. Warns once
   /// per process, naming what is missing, when bf16 runs on a CPU without bf16 instructions.
   void use_precision(const std::string& name);
@@ -146,7 +166,10 @@ class TrainContext {
   /// The backward/step service. Runs backward on `loss` (divided by the accumulation count), and
   /// once `accumulation` batches have been accumulated: calls every callback's on_after_backward,
   /// clips, steps the optimizer, counts the step (global_step) and advances the per-step schedule.
-  /// Returns true when it stepped the optimizer.
+  /// Returns true when it stepped the optimizer. In a distributed run the last backward of each
+  /// group averages the gradients across ranks while it runs (c10d's Reducer, in buckets), so
+  /// on_after_backward, clipping and the step see the job's gradients; the earlier backwards of
+  /// a group accumulate locally, without communication.
   bool backward_and_step(const torch::Tensor& loss);
   bool backward_and_step(const torch::Tensor& loss, const StepSettings& settings);
   /// Applies gradients still accumulated at the end of an epoch (a partial group, rescaled to its
@@ -188,6 +211,8 @@ class TrainContext {
  private:
   void apply_gradients(const StepSettings& settings, double scale);
   void note_loss(const torch::Tensor& loss);
+  void backward(const torch::Tensor& loss, bool sync);
+  std::shared_ptr<GradientSync> sync_;  ///< the Reducer of a distributed run, made at first use
   int64_t pending_ = 0;
   StepSettings active_;
   torch::Tensor nonfinite_;  ///< device flag: a loss was not finite (GPU, read at safe points)

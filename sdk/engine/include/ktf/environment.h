@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "ktf/components.h"
+#include "ktf/distributed.h"
 #include "ktf/json.h"
 #include "ktf/registry.h"
 
@@ -44,6 +45,12 @@ struct RunOptions {
   /// train loop (before the config is stored, so a resume compares it like any config value),
   /// and is TrainContext::precision for loops that have no such argument.
   std::string precision;
+  /// This process's place in a distributed job; default: from the launcher's environment
+  /// (world_from_environment: torchrun, ktf-host --nproc-per-node, Slurm, Open MPI, Kubeflow).
+  std::optional<WorldInfo> world;
+  /// Seconds any rank waits for the others (the rendezvous, a collective) before it stops the
+  /// job with an error: a rank that died or hangs ends the job within this bound.
+  double dist_timeout = 300;
 };
 
 struct CycleResult {
