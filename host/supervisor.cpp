@@ -135,14 +135,16 @@ Attempt run_attempt(const std::vector<std::string>& args, int nproc, int attempt
         --left;
         const int code = exit_status(status);
         any_130 = any_130 || code == 130;
-        if (code == 0 || failed) continue;
+        if (code == 0 || forwarded) continue;  // done, or stopping as asked
+        // Every failure is named: the rank that died first may be reaped after one that saw it
+        // die (a rank killed by a signal, and its peer's "connection reset").
+        std::cerr << "ktf-host: rank " << i << " (pid " << pid << ") " << describe_status(status)
+                  << (failed ? "" : "; stopping the other ranks") << std::endl;
+        if (failed) continue;
         failed = true;
         result.code = code;
-        if (forwarded) continue;  // stopping as asked
         // A bad command line, config or plugin fails the same way again.
         result.restartable = code != 2 && code != 3 && code != 130;
-        std::cerr << "ktf-host: rank " << i << " (pid " << pid << ") " << describe_status(status)
-                  << "; stopping the other ranks" << std::endl;
         for (size_t j = 0; j < pids.size(); ++j)
           if (running[j]) ::kill(pids[j], SIGTERM);
         kill_at = std::chrono::steady_clock::now() +

@@ -35,6 +35,8 @@ namespace {
 DataShard g_shard;
 }
 
+ShardedStream::~ShardedStream() = default;
+
 DataShard data_shard() { return g_shard; }
 void set_data_shard(DataShard shard) {
   KTF_CHECK_RUNTIME(shard.count >= 1 && shard.index >= 0 && shard.index < shard.count,

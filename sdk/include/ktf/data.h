@@ -157,7 +157,7 @@ int64_t shard_size(int64_t n, const DataShard& shard, bool equal);
 /// num_batches().
 class ShardedStream {
  public:
-  virtual ~ShardedStream() = default;
+  virtual ~ShardedStream();  // defined in libktf_sdk: one typeinfo for every plugin's dynamic_cast
 };
 
 /// prefetch's automatic value on `device`: 2 when a core is free for a background thread (more
