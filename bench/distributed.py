@@ -5,8 +5,9 @@
    with all cores and batch B, against `ktf-host --nproc-per-node 2` (cores split between the ranks)
    with B/2 per rank (the same global batch) and with B per rank. Alternating runs, --reps each.
 2. Two "machines": two network namespaces joined by a veth pair, each rank its own address, with
-   a tbf bandwidth limit on both ends (netem, for latency, is used where the kernel has it):
-   ktf-bench-allreduce's all-reduce time by size and link speed, fitted to t = a + bytes / bw.
+   a tbf bandwidth limit on both ends: ktf-bench-allreduce's all-reduce time by size and link
+   speed, fitted to t = a + bytes / bw. Latency (this kernel has no netem): bench/netdelay.py's
+   user-space link that delays every packet, at --latencies one-way delays.
 3. Training across the namespaces at those link speeds: seconds per step of the three models, and
    what the cost model of docs/distributed.md predicts from (1) and (2).
 
@@ -136,6 +137,60 @@ class Namespaces:
                          "MASTER_PORT": str(port)}) for r in range(2)]
 
 
+class DelayedLink:
+    """Two namespaces joined by bench/netdelay.py (TUN devices and a user-space forwarder that
+    delays every packet by `delay` seconds one way): latency where the kernel has no netem."""
+    NS = ("ktfdelay-a", "ktfdelay-b")
+    ADDR = ("10.205.0.1", "10.205.0.2")
+
+    def __init__(self, delay):
+        self.delay = delay
+
+    def __enter__(self):
+        self.__exit__()
+        sock = "/tmp/ktf-netdelay.sock"
+        sh(f"ip netns add {self.NS[0]}")
+        sh(f"ip netns add {self.NS[1]}")
+        prog = os.path.join(ROOT, "bench", "netdelay.py")
+        self.procs = []
+        for i, role in enumerate(("listen", "connect")):
+            p = subprocess.Popen(["ip", "netns", "exec", self.NS[i], "/usr/bin/python3", prog,
+                                  "half", sock, role, self.ADDR[i], str(self.delay)],
+                                 stdout=subprocess.PIPE, text=True)
+            if p.stdout.readline().strip() != "ready":
+                sys.exit("bench: bench/netdelay.py did not start")
+            self.procs.append(p)
+        return self
+
+    def __exit__(self, *exc):
+        for p in getattr(self, "procs", []):
+            p.kill()
+            p.wait()
+        sh(f"ip netns del {self.NS[0]}", check=False)
+        sh(f"ip netns del {self.NS[1]}", check=False)
+
+    def rank_env(self, port):
+        return [(self.NS[r], {"RANK": str(r), "WORLD_SIZE": "2", "MASTER_ADDR": self.ADDR[0],
+                              "MASTER_PORT": str(port)}) for r in range(2)]
+
+
+def latency_part(result, models, reps, delays):
+    """All-reduce times and training steps over bench/netdelay.py's link at one-way `delays`."""
+    sizes = [4 << 10, 64 << 10, 1 << 20, 16 << 20]
+    steps = {"mlp": 40, "cnn": 30, "resnet": 3}
+    result["latency"] = {"delays": delays, "allreduce": {}, "fit": {}, "training": {}}
+    for i, delay in enumerate(delays):
+        print(f"bench: all-reduce over a link with {delay * 1e3:g} ms one way", flush=True)
+        with DelayedLink(delay) as link:
+            pts = allreduce(link, 29710 + i, sizes)
+            result["latency"]["allreduce"][str(delay)] = pts
+            result["latency"]["fit"][str(delay)] = fit(pts)
+            result["latency"]["training"][str(delay)] = {
+                m: statistics.median(run_job(m, steps[m], 32, 2, threads=1,
+                                             rank_env=link.rank_env(29750 + 10 * i + k))[0]
+                                     for k in range(reps)) for m in models}
+
+
 def allreduce(ns, port, sizes):
     procs = []
     for r, (name, extra) in enumerate(ns.rank_env(port)):
@@ -171,6 +226,10 @@ def main():
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--rates", default="unlimited,10gbit,1gbit,100mbit")
     p.add_argument("--models", default="mlp,cnn,resnet")
+    p.add_argument("--latencies", default="0,0.001,0.005",
+                   help="one-way delays (s) of bench/netdelay.py's link")
+    p.add_argument("--latency-only", action="store_true",
+                   help="measure only the latency part, into the existing JSON")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite docs/benchmarks.md from docs/benchmarks-distributed.json")
     a = p.parse_args()
@@ -181,6 +240,16 @@ def main():
     if os.geteuid() != 0:
         sys.exit("bench/distributed.py: network namespaces need root")
     models = a.models.split(",")
+    delays = [float(x) for x in a.latencies.split(",")]
+    if a.latency_only:
+        result = json.load(open(out_json))
+        latency_part(result, models, a.reps, delays)
+        result["latency"]["command"] = "bench/distributed.py " + " ".join(sys.argv[1:]) + " (as root)"
+        result["latency"]["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds")
+        json.dump(result, open(out_json, "w"), indent=1)
+        report(result)
+        return
     steps = {"mlp": 300, "cnn": 100, "resnet": 8}
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "command": ("bench/distributed.py " + " ".join(sys.argv[1:])).strip() + " (as root)",
@@ -214,6 +283,7 @@ def main():
                          for k in range(a.reps)]
                 result["training"][rate][model] = statistics.median(times)
         ns.limit("unlimited")
+    latency_part(result, models, a.reps, delays)
     json.dump(result, open(out_json, "w"), indent=1)
     report(result)
 
@@ -299,6 +369,39 @@ def report(r):
             cells.append(fmt_bytes(int(cap)) + f" ({int(cap / 4 / 1e6 * 10) / 10:g} M params)"
                          if cap > 0 else "none")
         lines.append(f"| {tc * 1e3:g} ms | " + " | ".join(cells) + " |")
+    if "latency" in r:
+        lat = r["latency"]
+        d = lat["delays"]
+        lines += ["", "### Latency: a link that delays every packet", "",
+                  "Without netem, `bench/netdelay.py` joins the two namespaces by TUN devices and a "
+                  "user-space forwarder that delays every packet by a fixed time one way (the 0 ms "
+                  "column is the forwarder alone: it is slower than the veth pair). "
+                  f"Measured {lat.get('date', r['date'])} by `{lat.get('command', r['command'])}`.", "",
+                  "| size | " + " | ".join(f"{x * 1e3:g} ms one way" for x in d) + " |",
+                  "|---|" + "---|" * len(d)]
+        for size in [p["bytes"] for p in lat["allreduce"][str(d[0])]]:
+            cells = [f"{next(p for p in lat['allreduce'][str(x)] if p['bytes'] == size)['seconds'] * 1e3:.2f} ms"
+                     for x in d]
+            lines.append(f"| {fmt_bytes(size)} | " + " | ".join(cells) + " |")
+        lines.append("| **a** | " + " | ".join(f"{lat['fit'][str(x)][0] * 1e3:.2f} ms" for x in d) + " |")
+        lines.append("| **bw** | " + " | ".join(f"{lat['fit'][str(x)][1] * 8 / 1e9:.2f} Gbit/s" for x in d) + " |")
+        base_a = lat["fit"][str(d[0])][0]
+        per = [(lat["fit"][str(x)][0] - base_a) / x for x in d if x > 0]
+        lines += ["", "a grows by " + ", ".join(f"{k:.1f}" for k in per) +
+                  " one-way delays per all-reduce (two ranks: a reduce-scatter and an all-gather "
+                  "step, each a message and its TCP acknowledgement).", "",
+                  "Training steps over the delayed link (2 ranks × batch 32, 1 thread each), "
+                  "measured / predicted with that link's a and bw (no overlap):", "",
+                  "| model | " + " | ".join(f"{x * 1e3:g} ms" for x in d) + " |",
+                  "|---|" + "---|" * len(d)]
+        for model in lat["training"][str(d[0])]:
+            grad = 4 * r["params"].get(model, 0)
+            cells = []
+            for x in d:
+                a_, bw_ = lat["fit"][str(x)]
+                got = lat["training"][str(x)][model]
+                cells.append(f"{got * 1e3:.1f} / {predict(r['compute'][model], grad, a_, bw_) * 1e3:.1f} ms")
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
     lines += ["", MARK_END]
     section = "\n".join(lines) + "\n"
     path = os.path.join(ROOT, "docs", "benchmarks.md")

@@ -4,6 +4,7 @@
 #include <boost/program_options.hpp>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -237,18 +238,24 @@ int run(int argc, char** argv) {
 extern "C" __attribute__((visibility("default"))) int ktf_host_main(int argc, char** argv) {
   std::string who = "ktf-host";
   int code = 0;
+  // One write per message: the ranks of a job share a terminal, and their lines must not mix.
+  auto say = [&](const std::string& what) {
+    const std::string line = who + ": " + what + "\n";
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fflush(stderr);
+  };
   try {
     const ktf::WorldInfo world = ktf::world_from_environment();
     if (world.distributed()) who += " (rank " + std::to_string(world.rank) + ")";
     code = run(argc, argv);
   } catch (const ktf::Error& e) {
-    std::cerr << who << ": " << e.what() << "\n";
+    say(e.what());
     code = e.exit_code();
   } catch (const c10::Error& e) {
-    std::cerr << who << ": " << e.what_without_backtrace() << "\n";
+    say(e.what_without_backtrace());
     code = ktf::kExitRuntime;
   } catch (const std::exception& e) {
-    std::cerr << who << ": " << e.what() << "\n";
+    say(e.what());
     code = ktf::kExitRuntime;
   }
   // A distributed run that failed keeps its process group: a collective may still wait on a lost

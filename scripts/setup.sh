@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian package ktf needs to build, test and benchmark.
 # Idempotent: packages already present are skipped; runs apt-get only when something is missing.
+#   KTF_SETUP_TESTS=1 ./scripts/setup.sh   also what the tests need (scripts/test.sh sets it)
 #   KTF_TORCH=2 ./scripts/setup.sh   also installs PyTorch 2.11 from PyPI into a virtual environment
 #                                    (${KTF_TORCH2_VENV:-~/.cache/ktf-torch2/venv}): the optional
 #                                    second configuration, ktf built on the wheel's libtorch.
@@ -14,10 +15,12 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler zlib1g-dev
   libgloo-dev libpng-dev libjpeg62-turbo-dev
   dataset-fashion-mnist
-  # distributed tests: Debian's torchrun (python3-torch), the deployment recipes' YAML, and two
-  # network namespaces joined by a veth pair (iproute2)
-  python3-torch python3-yaml iproute2
 )
+if [[ "${KTF_SETUP_TESTS:-0}" == "1" || "${KTF_SETUP_BENCH:-0}" == "1" ]]; then
+  # scripts/test.sh: the distributed tests use Debian's torchrun (python3-torch), the deployment
+  # recipes' YAML (python3-yaml) and two network namespaces joined by a veth pair (iproute2).
+  PACKAGES+=(python3-torch python3-yaml iproute2)
+fi
 if [[ "${KTF_SETUP_BENCH:-0}" == "1" ]]; then
   PACKAGES+=(python3-matplotlib time)
 fi

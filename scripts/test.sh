@@ -5,7 +5,7 @@
 #   KTF_TORCH=2 ./scripts/test.sh     the same against PyTorch 2.11's libtorch (build-torch2/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+KTF_SETUP_TESTS=1 ./scripts/setup.sh
 ./scripts/build.sh
 if [[ "${KTF_TORCH:-1}" == "2" ]]; then cd "${KTF_BUILD_DIR:-build-torch2}"; else cd "${KTF_BUILD_DIR:-build}"; fi
 exec ctest --output-on-failure --timeout 1500 "$@"

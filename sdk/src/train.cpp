@@ -93,7 +93,7 @@ void TrainContext::use_precision(const std::string& name) {
   if (missing.empty() || g_bf16_warned.exchange(true)) return;
   const std::string line = "warning: precision bf16: this CPU lacks " + missing +
                            "; bf16 runs, through slower kernels than fp32's";
-  std::cerr << "ktf: " << line << std::endl;
+  std::cerr << ("ktf: " + line + "\n") << std::flush;  // one write: ranks share a terminal
   if (log_sink) log_sink(line);
 }
 
