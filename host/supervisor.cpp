@@ -45,12 +45,6 @@ int free_port() {
   return port;
 }
 
-/// argv as given: the ranks run the same command line, and ignore --nproc-per-node and
-/// --max-restarts (also abbreviated, as Boost accepts them) because KTF_SUPERVISED_RANK is set.
-std::vector<std::string> child_arguments(int argc, char** argv) {
-  return std::vector<std::string>(argv, argv + argc);
-}
-
 /// 128 + signal for a rank killed by a signal, as a shell reports it.
 int exit_status(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -181,7 +175,9 @@ int supervise(int argc, char** argv, int nproc, int max_restarts, double grace_s
     std::cerr << "ktf-host: --nproc-per-node must be >= 1 and --max-restarts >= 0\n";
     return 2;
   }
-  const auto args = child_arguments(argc, argv);
+  // The ranks run the same command line: KTF_SUPERVISED_RANK makes them ignore --nproc-per-node
+  // and --max-restarts (also abbreviated, as Boost accepts them).
+  const std::vector<std::string> args(argv, argv + argc);
   bool resumes = false;
   for (const auto& a : args) resumes |= a == "--resume" || a.rfind("--resume=", 0) == 0;
   if (max_restarts > 0 && !resumes)

@@ -412,11 +412,6 @@ class Runner {
           "the train loop reached a safe point before calling ctx.restore(), so this "
           "cycle cannot resume (see ktf/train.h)",
           cycle.path("train_loop"), kExitRuntime);
-    auto minutes = [&] {
-      return std::chrono::duration<double, std::ratio<60>>(std::chrono::steady_clock::now() -
-                                                           last_write_)
-          .count();
-    };
     bool interrupt = false, requested = false, minutes_due = false;
     if (comm_) {
       // Ranks validate different numbers of batches: a distributed job acts at its epoch end.
@@ -428,7 +423,7 @@ class Runner {
     } else {
       interrupt = TrainContext::interrupted();
       requested = checkpoint_requested();
-      minutes_due = policy_.every_minutes && minutes() >= *policy_.every_minutes;
+      minutes_due = timer_due();
     }
     // Inside an accumulation group the gradients are half-summed: not a point to save.
     if (where == SafePoint::Step && tc.pending_backwards() > 0) return;
@@ -468,10 +463,7 @@ class Runner {
     const bool interrupt = TrainContext::interrupted();
     const bool requested = checkpoint_requested();
     if (requested) request_checkpoint(false);  // sent: the agreed flag carries it now
-    const bool due = rank_ == 0 && policy_.every_minutes && !timer_sent_ &&
-                     std::chrono::duration<double, std::ratio<60>>(
-                         std::chrono::steady_clock::now() - last_write_)
-                             .count() >= *policy_.every_minutes;
+    const bool due = rank_ == 0 && !timer_sent_ && timer_due();
     if (due) timer_sent_ = true;
     stop_asked_ = stop_asked_ || tc.stop_training;
     auto mine = torch::tensor(
@@ -491,6 +483,13 @@ class Runner {
     agreed_.minutes_due = agreed_.minutes_due || sum[2].item<double>() > 0;
     tc.stop_training = sum[3].item<double>() > 0;    // the job's, not this rank's alone
     if (agreed_.interrupt) request_interrupt(true);  // a signalled rank stops the job
+  }
+
+  /// checkpoint.every_minutes: T minutes have passed since the last checkpoint.
+  bool timer_due() const {
+    return policy_.every_minutes && std::chrono::duration<double, std::ratio<60>>(
+                                        std::chrono::steady_clock::now() - last_write_)
+                                            .count() >= *policy_.every_minutes;
   }
 
   /// Rank 0 tells where the checkpoint is; the other ranks that rank 0 wrote it.
