@@ -494,13 +494,15 @@ def write_report(a, results, pipeline, peak, floor, convs=None, mach=None, pk=No
         lines += ["", open(notes).read().rstrip()]
     os.makedirs(a.out, exist_ok=True)
     md = os.path.join(a.out, "benchmarks.md")
-    # bench/distributed.py's section (between its markers) is its own: kept as it was.
+    # bench/distributed.py's and bench/gpu.py's sections (between their markers) are their own:
+    # kept as they were.
     kept = ""
     if os.path.exists(md):
         old = open(md).read()
-        begin, end = "<!-- distributed:begin", "<!-- distributed:end -->"
-        if begin in old and end in old:
-            kept = "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
+        for section in ("distributed", "gpu"):
+            begin, end = f"<!-- {section}:begin", f"<!-- {section}:end -->"
+            if begin in old and end in old:
+                kept += "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
     with open(md, "w") as f:
         f.write("\n".join(lines) + "\n\n![ktf vs PyTorch](benchmarks.png)\n" + kept)
     raw = os.path.join(a.out, "benchmarks.json")

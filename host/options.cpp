@@ -55,9 +55,9 @@ po::options_description options(Args& a) {
       "examples with their labels, raw and after augmentation")(
       "view-count", po::value<int64_t>()->default_value(32), "with --view: number of examples")(
       "precision", po::value(&a.precision),
-      "fp32 | bf16: the train loops' precision (overrides their \"precision\"); bf16 runs the "
-      "model "
-      "under autocast with fp32 master weights")(
+      "fp32 | bf16 | fp16: the train loops' precision (overrides their \"precision\"); bf16 "
+      "runs the model under autocast with fp32 master weights, fp16 (CUDA only) too, with "
+      "dynamic loss scaling")(
       "nproc-per-node", po::value(&a.nproc_per_node)->default_value(0),
       "start N ranks of a data-parallel job on this machine and supervise them (as torchrun "
       "--standalone --nproc_per_node=N); when one fails the others are stopped")(

@@ -7,10 +7,13 @@ careful PyTorch user writes it (tensors decoded once, batches by indexing, zero_
 loss summed on device and read once per epoch). Prints one JSON line of measurements.
 
   train_reference.py --model cnn --epochs 1 --threads 2 [--steps N] [--eval]
-                     [--precision bf16] [--compile]
+                     [--precision bf16] [--compile [--compile-mode reduce-overhead]]
+                     [--device cuda]
 
---precision bf16 runs forward and loss under torch.autocast("cpu", torch.bfloat16), as PyTorch's
-documentation shows CPU mixed precision; --compile wraps the model in torch.compile (PyTorch 2.x).
+--precision bf16 runs forward and loss under torch.autocast(device, torch.bfloat16), as PyTorch's
+documentation shows mixed precision; --compile wraps the model in torch.compile (PyTorch 2.x),
+--compile-mode passes its mode ("reduce-overhead": CUDA graphs). --device cuda keeps the decoded
+data on the GPU (batches by indexing there) and synchronises before every clock reading.
 """
 import contextlib
 import argparse
@@ -121,7 +124,7 @@ def build(model):
 
 def evaluate(net, x, y, autocast, batch=1000):
     net.eval()
-    correct = torch.zeros((), dtype=torch.long)
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
     with torch.inference_mode(), autocast():
         for i in range(0, len(x), batch):
             correct += (net(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum()
@@ -142,20 +145,25 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (PyTorch 2.x)")
+    p.add_argument("--compile-mode", default=None, help="torch.compile's mode (reduce-overhead)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--warmup", type=int, default=0,
                    help="leave the first N steps out of the timed throughput (torch.compile's "
                         "compilation happens there)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    x, y = load("train")
-    xt, yt = load("test") if a.eval else (None, None)
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    x, y = (t.to(dev) for t in load("train"))
+    xt, yt = (t.to(dev) for t in load("test")) if a.eval else (None, None)
     t_data = time.perf_counter()
-    net = build(a.model)
+    net = build(a.model).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=a.lr, eps=1e-7)
     if a.compile:
-        net = torch.compile(net)
-    autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if a.precision == "bf16"
+        net = torch.compile(net, mode=a.compile_mode)
+    autocast = ((lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if a.precision == "bf16"
                 else contextlib.nullcontext)
     n = len(x)
     steps = 0
@@ -165,8 +173,9 @@ def main():
     history = []
     time_to_target = None
     for epoch in range(a.epochs):
-        perm = torch.randperm(n)
-        loss_sum = torch.zeros(())
+        perm = torch.randperm(n, device=dev)
+        loss_sum = torch.zeros((), device=dev)
+        sync()
         t_epoch = time.perf_counter()
         for i in range(0, n, a.batch_size):
             idx = perm[i:i + a.batch_size]
@@ -183,9 +192,11 @@ def main():
             if first_step is None:
                 first_step = time.perf_counter()
             if steps == a.warmup:  # restart the clock after the warm-up steps
+                sync()
                 t_epoch, train_time, samples = time.perf_counter(), 0.0, 0
             if a.steps and steps >= a.steps:
                 break
+        sync()
         train_time += time.perf_counter() - t_epoch
         entry = {"epoch": epoch + 1, "loss": loss_sum.item() / max(1, steps), "train_seconds": train_time}
         if a.eval:
@@ -202,6 +213,8 @@ def main():
         "torch": torch.__version__,
         "precision": a.precision,
         "compile": a.compile,
+        "compile_mode": a.compile_mode,
+        "device": a.device,
         "samples": samples,
         "steps": steps,
         "train_seconds": train_time,

@@ -71,7 +71,7 @@ bool flattenable(const std::vector<torch::Tensor>& params) {
 
 /// Adam (Decoupled = false) or AdamW over flat buffers; see the file comment.
 template <class Base, class Options, bool Decoupled>
-class FlatAdam : public Base, public FlatGradients {
+class FlatAdam : public Base, public FlatGradients, public CapturableOptimizer {
  public:
   FlatAdam(const std::vector<torch::Tensor>& params, const Options& options)
       : Base(params, options), params_(params) {
@@ -109,6 +109,24 @@ class FlatAdam : public Base, public FlatGradients {
     for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = grad_views_[i];
   }
 
+  bool make_capturable() override {
+    if (!flat_.is_cuda()) return false;
+    if (!steps_t_.defined()) {
+      auto opts = flat_.options().dtype(torch::kDouble);
+      steps_t_ = torch::full({}, static_cast<double>(steps_), opts);
+      lr_t_ = torch::empty({}, opts);
+      auto& o = static_cast<Options&>(this->param_groups().front().options());
+      if (o.amsgrad() && !max_exp_avg_sq_.defined())
+        max_exp_avg_sq_ = torch::zeros_like(exp_avg_sq_);
+    }
+    before_replay();
+    return true;
+  }
+
+  void before_replay() override {
+    if (lr_t_.defined()) lr_t_.fill_(this->param_groups().front().options().get_lr());
+  }
+
   torch::Tensor step(torch::optim::Optimizer::LossClosure closure = nullptr) override {
     torch::Tensor loss;
     if (closure) {
@@ -118,6 +136,10 @@ class FlatAdam : public Base, public FlatGradients {
     torch::NoGradGuard no_grad;
     sync();
     auto& o = static_cast<Options&>(this->param_groups().front().options());
+    if (steps_t_.defined()) {
+      device_step(o);
+      return loss;
+    }
     ++steps_;
     const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
     const double correction1 = 1 - std::pow(beta1, static_cast<double>(steps_));
@@ -130,20 +152,8 @@ class FlatAdam : public Base, public FlatGradients {
                        Decoupled ? 0.0 : wd, Decoupled ? 1 - o.lr() * wd : 1.0});
       return loss;
     }
-    torch::Tensor g = grad_;
-    if (o.weight_decay() != 0) {
-      if (Decoupled)
-        flat_.mul_(1 - o.lr() * o.weight_decay());
-      else
-        g = g.add(flat_, o.weight_decay());
-    }
-    exp_avg_.mul_(beta1).add_(g, 1 - beta1);
-    exp_avg_sq_.mul_(beta2).addcmul_(g, g, 1 - beta2);
-    torch::Tensor second = exp_avg_sq_;
-    if (o.amsgrad()) {
-      torch::max_out(max_exp_avg_sq_, max_exp_avg_sq_, exp_avg_sq_);
-      second = max_exp_avg_sq_;
-    }
+    if (Decoupled && o.weight_decay() != 0) flat_.mul_(1 - o.lr() * o.weight_decay());
+    const torch::Tensor second = update_moments(o, beta1, beta2);
     auto denom = (second.sqrt() / std::sqrt(correction2)).add_(o.eps());
     flat_.addcdiv_(exp_avg_, denom, -o.lr() / correction1);
     return loss;
@@ -151,7 +161,8 @@ class FlatAdam : public Base, public FlatGradients {
 
   void save(torch::serialize::OutputArchive& archive) const override {
     Base::save(archive);
-    archive.write("ktf_flat_steps", torch::tensor(steps_, torch::kLong));
+    const int64_t steps = steps_t_.defined() ? steps_t_.item<int64_t>() : steps_;
+    archive.write("ktf_flat_steps", torch::tensor(steps, torch::kLong));
     archive.write("ktf_flat_exp_avg", exp_avg_);
     archive.write("ktf_flat_exp_avg_sq", exp_avg_sq_);
     if (max_exp_avg_sq_.defined()) archive.write("ktf_flat_max_exp_avg_sq", max_exp_avg_sq_);
@@ -168,6 +179,7 @@ class FlatAdam : public Base, public FlatGradients {
               " elements, the parameters ", exp_avg_.numel());
     torch::NoGradGuard no_grad;
     steps_ = steps.item<int64_t>();
+    if (steps_t_.defined()) steps_t_.fill_(static_cast<double>(steps_));
     exp_avg_.copy_(m);
     exp_avg_sq_.copy_(v);
     if (archive.try_read("ktf_flat_max_exp_avg_sq", vmax))
@@ -191,6 +203,34 @@ class FlatAdam : public Base, public FlatGradients {
     param_views_[i].copy_(params_[i].detach());
     params_[i].set_data(param_views_[i]);
   }
+  /// Adam's first and second moments from the gradient (with Adam's L2 term, not AdamW's decay);
+  /// returns the second moment the step divides by (AMSGrad's running maximum of it).
+  torch::Tensor update_moments(const Options& o, double beta1, double beta2) {
+    torch::Tensor g = grad_;
+    if (!Decoupled && o.weight_decay() != 0) g = g.add(flat_, o.weight_decay());
+    exp_avg_.mul_(beta1).add_(g, 1 - beta1);
+    exp_avg_sq_.mul_(beta2).addcmul_(g, g, 1 - beta2);
+    if (!o.amsgrad()) return exp_avg_sq_;
+    torch::max_out(max_exp_avg_sq_, max_exp_avg_sq_, exp_avg_sq_);
+    return max_exp_avg_sq_;
+  }
+
+  /// The update with the step count and learning rate in device tensors (capturable, as PyTorch's
+  /// Adam(capturable=True)): the same formula, its scalars computed on the device. Everything it
+  /// allocates is freed at the end, so a captured graph holds no stale temporary.
+  void device_step(Options& o) {
+    const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
+    steps_t_.add_(1);
+    auto correction1 = 1 - torch::pow(beta1, steps_t_);
+    auto correction2_sqrt = (1 - torch::pow(beta2, steps_t_)).sqrt();
+    auto step_size = (lr_t_ / correction1).to(flat_.scalar_type());
+    if (Decoupled && o.weight_decay() != 0)
+      flat_.mul_((1 - lr_t_ * o.weight_decay()).to(flat_.scalar_type()));
+    const torch::Tensor second = update_moments(o, beta1, beta2);
+    auto denom = (second.sqrt() / correction2_sqrt.to(flat_.scalar_type())).add_(o.eps());
+    flat_.sub_(exp_avg_ / denom * step_size);
+  }
+
   /// Puts back into the buffers any parameter or gradient that was re-pointed since last step.
   void sync() {
     for (size_t i = 0; i < params_.size(); ++i) {
@@ -216,6 +256,8 @@ class FlatAdam : public Base, public FlatGradients {
   torch::Tensor flat_, grad_, exp_avg_, exp_avg_sq_, max_exp_avg_sq_;
   std::vector<torch::Tensor> param_views_, grad_views_;
   int64_t steps_ = 0;
+  /// Capturable mode (make_capturable): the step count and learning rate on the device.
+  torch::Tensor steps_t_, lr_t_;
 };
 
 /// Adam (Decoupled = false) or AdamW from the Keras-named options: flat when the parameters allow.

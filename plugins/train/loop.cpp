@@ -274,7 +274,8 @@ Logs LoopRunner::run(TrainContext& ctx) {
             "the train loop needs a model, a loss, an optimizer and training data");
   ctx.stop_training = false;
   ctx.step_settings = StepSettings{options_.grad_accumulation, options_.clip_grad_norm};
-  ctx.use_precision(options_.precision);
+  ctx.use_precision(options_.precision, options_.loss_scaling);
+  ctx.cuda_graphs = options_.cuda_graphs;
   ctx.callbacks = callbacks_;
   run_dir_ = ctx.run_dir;
   ctx.num_epochs = ctx.dry_run ? 1 : options_.num_epochs;  // --dry-run: one epoch of one batch
@@ -333,6 +334,10 @@ Logs LoopRunner::run(TrainContext& ctx) {
     recorded.emplace_back("samples_per_second",
                           last_timing_.examples / std::max(last_timing_.seconds, 1e-9));
     if (first_step_ >= 0) recorded.emplace_back("first_step_after_start", first_step_);
+    if (const GradScaler* scaler = ctx.loss_scaler()) {
+      recorded.emplace_back("loss_scale", scaler->current_scale());
+      recorded.emplace_back("skipped_steps", LogValue(scaler->skipped_steps()));
+    }
     first_step_ = -1;
     ctx.record("epoch", epoch, recorded);
     if (ctx.lr_schedule) ctx.lr_schedule->on_epoch_end(epoch, logs);

@@ -26,7 +26,9 @@ struct LoopOptions {
   std::vector<Ref<Callback>> callbacks;       ///< Keras-style callbacks
   std::vector<std::string> freeze_submodels;  ///< submodules to freeze, "@"-scoped
   int64_t verbose = 1;                        ///< 0 silent, 1 progress bar, 2 one line per epoch
-  std::string precision = "fp32";             ///< fp32 | bf16 (TrainContext::precision)
+  std::string precision = "fp32";             ///< fp32 | bf16 | fp16 (TrainContext::precision)
+  std::optional<bool> loss_scaling;           ///< dynamic loss scaling; null = with fp16 only
+  std::optional<bool> cuda_graphs;            ///< TrainContext::cuda_graphs; null = automatic
   std::optional<double> clip_grad_norm;       ///< KerasTrainLoop: clip the global gradient norm
   int64_t grad_accumulation = 1;              ///< KerasTrainLoop: batches per optimizer step
   Ref<TrainStep> train_step;                  ///< CustomTrainLoop: the step; null = Supervised
@@ -57,9 +59,19 @@ Definition<TrainLoop, Options>& common_loop_args(Definition<TrainLoop, Options>&
       .max(2)
       .template arg<std::string>(
           "precision", &Options::precision,
-          "fp32, or bf16: the model under autocast to bfloat16 with fp32 weights, loss and "
-          "metrics (--precision overrides it)")
-      .choices({"fp32", "bf16"});
+          "fp32; bf16: the model under autocast to bfloat16 with fp32 weights, loss and "
+          "metrics; fp16 (CUDA only): autocast to float16 with dynamic loss scaling "
+          "(--precision overrides it)")
+      .choices({"fp32", "bf16", "fp16"})
+      .template arg<std::optional<bool>>(
+          "loss_scaling", &Options::loss_scaling,
+          "dynamic loss scaling (scale 2^16, halved after a step with Inf/NaN gradients, which "
+          "is skipped, doubled after 2000 clean steps); null = on with fp16 only")
+      .template arg<std::optional<bool>>(
+          "cuda_graphs", &Options::cuda_graphs,
+          "capture the train step in CUDA graphs and replay it (static-shape batches, the flat "
+          "Adam/AdamW, no loss scaling, one process): null = automatically for the built-in "
+          "step, true = also a plugin's step, false = never; the reason they are off is logged");
 }
 
 class LoopRunner : public TrainLoop {

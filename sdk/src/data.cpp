@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "batch_kernel.h"
+#include "cuda_support.h"
 
 namespace ktf {
 namespace {
@@ -33,7 +34,11 @@ torch::Generator make_generator(uint64_t seed) { return at::detail::createCPUGen
 
 namespace {
 DataShard g_shard;
-}
+torch::Device g_batch_device = torch::kCPU;
+}  // namespace
+
+torch::Device batch_device() { return g_batch_device; }
+void set_batch_device(torch::Device device) { g_batch_device = device; }
 
 ShardedStream::~ShardedStream() = default;
 
@@ -281,12 +286,15 @@ void PrefetchStream::launch(int64_t epoch, int64_t position) {
     cursor_ = std::move(cursor);
     return;
   }
+  device_ = batch_device();
   thread_ = std::thread([this, cursor = std::move(cursor)]() mutable {
     use_one_intra_op_thread();
     for (;;) {
       Item item;
       try {
         item.batch = cursor->next();
+        if (item.batch && device_.is_cuda())
+          item.copied = detail::copy_batch_async(*item.batch, device_);
       } catch (...) {
         try {
           rethrow_as_ktf_error("data pipeline");
@@ -334,6 +342,7 @@ std::optional<Batch> PrefetchStream::next() {
     finished_ = true;
     return std::nullopt;
   }
+  if (item.copied) detail::wait_for_copy(item.copied, *item.batch);
   ++position_;
   return item.batch;
 }

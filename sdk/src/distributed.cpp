@@ -28,6 +28,12 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/logger.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
+#if KTF_WITH_NCCL
+#ifndef USE_C10D_NCCL
+#define USE_C10D_NCCL 1
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 namespace ktf {
 namespace {
@@ -228,6 +234,10 @@ struct Communicator::Impl {
   c10::intrusive_ptr<c10d::ProcessGroup> group;
   decltype(group->barrier()) async_work;
   torch::Tensor async_tensor;
+  bool nccl = false;  ///< CUDA tensors go to an NCCL backend (else through the host to Gloo)
+#if KTF_WITH_NCCL && KTF_C10D_BACKENDS
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl_group;
+#endif
 
   /// Runs a collective; its failure becomes a DistributedError naming `what`.
   template <class F>
@@ -294,25 +304,57 @@ Communicator::Communicator(const WorldInfo& world, std::chrono::milliseconds tim
   barrier();
 }
 
-Communicator::~Communicator() = default;
+Communicator::~Communicator() {
+#if KTF_WITH_NCCL && KTF_C10D_BACKENDS
+  // As torch.distributed.destroy_process_group: NCCL's communicators and watchdog end here.
+  if (impl_ && impl_->nccl_group) try {
+      impl_->nccl_group->shutdown();
+    } catch (...) {
+    }
+#endif
+}
 
 int Communicator::rank() const { return impl_->world.rank; }
 int Communicator::size() const { return impl_->world.size; }
 const WorldInfo& Communicator::world() const { return impl_->world; }
 std::chrono::milliseconds Communicator::timeout() const { return impl_->timeout; }
 
+std::string Communicator::use_device(torch::Device device) {
+  if (!device.is_cuda()) return "gloo";
+#if KTF_WITH_NCCL && KTF_C10D_BACKENDS
+  if (!impl_->nccl)
+    impl_->run("NCCL group", [&] {
+      auto options = c10d::ProcessGroupNCCL::Options::create();
+      options->timeout = impl_->timeout;
+      auto store = c10::make_intrusive<c10d::PrefixStore>("nccl/", impl_->store);
+      auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, impl_->world.rank,
+                                                              impl_->world.size, options);
+      impl_->group->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
+      return 0;
+    });
+  impl_->nccl = true;
+  return "nccl";
+#else
+  return "gloo";
+#endif
+}
+
 namespace {
 
-/// The tensors flattened into one buffer per dtype (one collective each), and copied back.
+/// The tensors flattened into one buffer per dtype and device (one collective each), and copied
+/// back. The buffer stays on the GPU for CUDA tensors when `on_device` (NCCL), else is on the host.
 template <class F>
-void coalesced(std::vector<torch::Tensor>& tensors, F&& op) {
-  std::map<int, std::vector<size_t>> by_dtype;
+void coalesced(std::vector<torch::Tensor>& tensors, bool on_device, F&& op) {
+  std::map<std::pair<int, bool>, std::vector<size_t>> groups;
   for (size_t i = 0; i < tensors.size(); ++i)
     if (tensors[i].defined() && tensors[i].numel() > 0)
-      by_dtype[static_cast<int>(tensors[i].scalar_type())].push_back(i);
-  for (auto& [dtype, indices] : by_dtype) {
+      groups[{static_cast<int>(tensors[i].scalar_type()), on_device && tensors[i].is_cuda()}]
+          .push_back(i);
+  for (auto& [key, indices] : groups) {
     std::vector<torch::Tensor> flat;
-    for (size_t i : indices) flat.push_back(tensors[i].detach().to(torch::kCPU).reshape({-1}));
+    for (size_t i : indices)
+      flat.push_back(key.second ? tensors[i].detach().reshape({-1})
+                                : tensors[i].detach().to(torch::kCPU).reshape({-1}));
     torch::Tensor buffer = flat.size() == 1 ? flat[0].clone() : torch::cat(flat);
     op(buffer);
     int64_t offset = 0;
@@ -329,7 +371,7 @@ void coalesced(std::vector<torch::Tensor>& tensors, F&& op) {
 
 void Communicator::all_reduce_sum(std::vector<torch::Tensor>& tensors) {
   impl_->run("all-reduce", [&] {
-    coalesced(tensors, [&](torch::Tensor& buffer) {
+    coalesced(tensors, impl_->nccl, [&](torch::Tensor& buffer) {
       std::vector<at::Tensor> io{buffer};
       impl_->wait(impl_->group->allreduce(io));
     });
@@ -339,7 +381,7 @@ void Communicator::all_reduce_sum(std::vector<torch::Tensor>& tensors) {
 
 void Communicator::broadcast(std::vector<torch::Tensor>& tensors, int root) {
   impl_->run("broadcast", [&] {
-    coalesced(tensors, [&](torch::Tensor& buffer) {
+    coalesced(tensors, impl_->nccl, [&](torch::Tensor& buffer) {
       std::vector<at::Tensor> io{buffer};
       c10d::BroadcastOptions opts;
       opts.rootRank = root;

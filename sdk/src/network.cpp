@@ -37,9 +37,15 @@ std::vector<int64_t> infer_output_shape(Network& net, const std::vector<int64_t>
   net.eval();
   std::vector<int64_t> batch_shape{1};
   batch_shape.insert(batch_shape.end(), input_shape.begin(), input_shape.end());
+  // On the network's device (a model already moved to a GPU).
+  torch::Device device = torch::kCPU;
+  for (const auto& p : net.parameters()) {
+    device = p.device();
+    break;
+  }
   torch::Tensor out;
   try {
-    out = net.forward(torch::zeros(batch_shape));
+    out = net.forward(torch::zeros(batch_shape, torch::device(device)));
   } catch (const c10::Error& e) {
     net.train(training);
     throw Error("cannot run on an input of shape " + shape_str(input_shape) + ": " +

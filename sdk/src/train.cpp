@@ -11,6 +11,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "cuda_support.h"
 #include "ktf/distributed.h"
 #include "ktf/process.h"
 
@@ -24,33 +25,34 @@ std::atomic<bool> g_bf16_warned{false};
 #define KTF_AUTOCAST_BY_DEVICE_TYPE \
   (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4))
 
-/// libtorch's autocast to bfloat16 on `device` while in scope, restoring the previous state after.
-/// Autocast keeps the bf16 copies of the weights it made in a cache until the outermost scope
-/// ends; clearing it there means the next forward casts the updated weights afresh.
-class Bf16Autocast {
+/// libtorch's autocast to `dtype` (bfloat16, or float16 on CUDA) on `device` while in scope,
+/// restoring the previous state after. Autocast keeps the low-precision copies of the weights it
+/// made in a cache until the outermost scope ends; clearing it there means the next forward casts
+/// the updated weights afresh.
+class Autocast {
  public:
-  explicit Bf16Autocast(torch::Device device) : type_(device.type()) {
+  Autocast(torch::Device device, at::ScalarType dtype) : type_(device.type()) {
 #if KTF_AUTOCAST_BY_DEVICE_TYPE
     was_enabled_ = at::autocast::is_autocast_enabled(type_);
     was_dtype_ = at::autocast::get_autocast_dtype(type_);
     at::autocast::set_autocast_enabled(type_, true);
-    at::autocast::set_autocast_dtype(type_, at::kBFloat16);
+    at::autocast::set_autocast_dtype(type_, dtype);
 #else
     if (type_ == torch::kCPU) {
       was_enabled_ = at::autocast::is_cpu_enabled();
       was_dtype_ = at::autocast::get_autocast_cpu_dtype();
       at::autocast::set_cpu_enabled(true);
-      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_autocast_cpu_dtype(dtype);
     } else {
       was_enabled_ = at::autocast::is_enabled();
       was_dtype_ = at::autocast::get_autocast_gpu_dtype();
       at::autocast::set_enabled(true);
-      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      at::autocast::set_autocast_gpu_dtype(dtype);
     }
 #endif
     at::autocast::increment_nesting();
   }
-  ~Bf16Autocast() {
+  ~Autocast() {
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
 #if KTF_AUTOCAST_BY_DEVICE_TYPE
     at::autocast::set_autocast_enabled(type_, was_enabled_);
@@ -65,8 +67,8 @@ class Bf16Autocast {
     }
 #endif
   }
-  Bf16Autocast(const Bf16Autocast&) = delete;
-  Bf16Autocast& operator=(const Bf16Autocast&) = delete;
+  Autocast(const Autocast&) = delete;
+  Autocast& operator=(const Autocast&) = delete;
 
  private:
   torch::DeviceType type_;
@@ -79,15 +81,87 @@ class Bf16Autocast {
 Precision parse_precision(const std::string& name) {
   if (name == "fp32") return Precision::FP32;
   if (name == "bf16") return Precision::BF16;
-  throw Error("precision '" + name + "': expected fp32 or bf16");
+  if (name == "fp16") return Precision::FP16;
+  throw Error("precision '" + name + "': expected fp32, bf16 or fp16");
 }
 
 const char* precision_name(Precision precision) {
-  return precision == Precision::BF16 ? "bf16" : "fp32";
+  return precision == Precision::BF16 ? "bf16" : precision == Precision::FP16 ? "fp16" : "fp32";
 }
 
-void TrainContext::use_precision(const std::string& name) {
+// ---- GradScaler ---------------------------------------------------------------------------------
+
+GradScaler::GradScaler(LossScaleOptions options) : options_(options), scale_(options.init_scale) {
+  KTF_CHECK(std::isfinite(options_.init_scale) && options_.init_scale > 0,
+            "loss scaling: init_scale must be a finite number > 0, got ", options_.init_scale);
+  KTF_CHECK(std::isfinite(options_.growth_factor) && options_.growth_factor > 1,
+            "loss scaling: growth_factor must be > 1, got ", options_.growth_factor);
+  KTF_CHECK(options_.backoff_factor > 0 && options_.backoff_factor < 1,
+            "loss scaling: backoff_factor must be in (0, 1), got ", options_.backoff_factor);
+  KTF_CHECK(options_.growth_interval >= 1, "loss scaling: growth_interval must be >= 1, got ",
+            options_.growth_interval);
+}
+
+torch::Tensor GradScaler::scale(const torch::Tensor& loss) const { return loss * scale_; }
+
+bool GradScaler::unscale(const std::vector<torch::Tensor>& grads, double factor) {
+  if (grads.empty()) return true;
+  torch::NoGradGuard no_grad;
+  const double inv = factor / scale_;
+  if (grads.front().is_cuda()) {
+    // libtorch's fused kernel (what PyTorch's GradScaler calls): one launch per tensor list.
+    auto found = torch::zeros({1}, grads.front().options().dtype(torch::kFloat));
+    auto inv_t = torch::full({1}, inv, found.options());
+    at::_amp_foreach_non_finite_check_and_unscale_(grads, found, inv_t);
+    return found.item<float>() == 0;
+  }
+  std::vector<torch::Tensor> ok;
+  ok.reserve(grads.size());
+  for (const auto& g : grads) {
+    ok.push_back(g.isfinite().all());
+    g.mul_(inv);
+  }
+  return torch::stack(ok).all().item<bool>();
+}
+
+void GradScaler::update(bool finite) {
+  if (!finite) {
+    scale_ *= options_.backoff_factor;
+    growth_tracker_ = 0;
+    ++skipped_;
+    return;
+  }
+  if (++growth_tracker_ < options_.growth_interval) return;
+  // As PyTorch: the scale stays where it is when growing it would overflow fp32.
+  if (std::isfinite(static_cast<float>(scale_ * options_.growth_factor)))
+    scale_ *= options_.growth_factor;
+  growth_tracker_ = 0;
+}
+
+void GradScaler::save_state(State& state) {
+  state.set_number("scale", scale_);
+  state.set("growth_tracker", growth_tracker_);
+  state.set("skipped_steps", skipped_);
+}
+
+void GradScaler::load_state(const State& state) {
+  scale_ = state.number("scale");
+  growth_tracker_ = state.at("growth_tracker").as_int();
+  skipped_ = state.at("skipped_steps").as_int();
+  KTF_CHECK_RUNTIME(std::isfinite(scale_) && scale_ > 0, "the saved loss scale is ", scale_);
+}
+
+void TrainContext::use_precision(const std::string& name, std::optional<bool> loss_scaling,
+                                 const LossScaleOptions& scaling) {
   if (!precision_from_command_line) precision = parse_precision(name);
+  if (precision == Precision::FP16 && !device.is_cuda())
+    throw Error("precision fp16 needs a CUDA device (--device cuda), this cycle runs on " +
+                device.str() + "; on a CPU use bf16");
+  if (loss_scaling.value_or(precision == Precision::FP16)) {
+    if (!scaler_) scaler_ = std::make_shared<GradScaler>(scaling);
+  } else {
+    scaler_.reset();
+  }
   if (precision != Precision::BF16 || !device.is_cpu()) return;
   const std::string missing = cpu_info().bf16_missing();
   if (missing.empty() || g_bf16_warned.exchange(true)) return;
@@ -133,8 +207,133 @@ void TrainContext::safe_point(SafePoint where) {
   if (safe_point_hook) safe_point_hook(where);
 }
 
+// ---- CUDA graphs
+// ---------------------------------------------------------------------------------
+
+struct TrainContext::Graphs {
+  bool decided = false;
+  bool off = false;
+  int warmed_up = 0;          ///< eager steps run on a side stream so far (3 before the capture)
+  int64_t largest_batch = 0;  ///< the capture waits for a batch this large (not a short last one)
+  bool captured = false;
+  bool in_capture = false;  ///< body is running under capture (backward_and_step splits it)
+  bool shape_logged = false;
+  std::unique_ptr<detail::CudaGraph> backward, step;  ///< forward+loss+backward; clip+step
+  Batch input;                 ///< the captured batch's tensors: every replay copies into them
+  torch::Tensor loss, output;  ///< written by every replay
+};
+
+namespace {
+constexpr int kGraphWarmupSteps = 3;
+
+bool same_layout(const torch::Tensor& a, const torch::Tensor& b) {
+  if (a.defined() != b.defined()) return false;
+  return !a.defined() || (a.sizes() == b.sizes() && a.strides() == b.strides() &&
+                          a.scalar_type() == b.scalar_type() && a.device() == b.device());
+}
+}  // namespace
+
+std::string TrainContext::graphs_off_reason(bool built_in) {
+  if (!device.is_cuda()) return "the cycle runs on " + device.str();
+  if (!detail::cuda_available()) return "this libtorch has no CUDA or no GPU is visible";
+  if (!built_in && !cuda_graphs.value_or(false))
+    return "the train step is a plugin's (cuda_graphs: true captures it, when nothing in it reads "
+           "or sets host values per step)";
+  if (communicator()) return "distributed training (the gradient all-reduce runs from hooks)";
+  if (scaler_) return "loss scaling reads its overflow check on the host every step";
+  if (step_settings.accumulation > 1) return "grad_accumulation > 1";
+  auto* capturable = dynamic_cast<CapturableOptimizer*>(optimizer.get());
+  if (!capturable || !capturable->make_capturable())
+    return "the optimizer cannot be captured (the flat Adam and AdamW can: fused null or true)";
+  capturable_ = capturable;
+  return "";
+}
+
+std::optional<std::pair<torch::Tensor, torch::Tensor>> TrainContext::run_graphed(
+    const Batch& batch, const StepBody& body, bool built_in) {
+  if (cuda_graphs == false) return std::nullopt;
+  if (!graphs_) graphs_ = std::make_shared<Graphs>();
+  Graphs& g = *graphs_;
+  if (g.off) return std::nullopt;
+  if (!g.decided) {
+    g.decided = true;
+    const std::string reason = graphs_off_reason(built_in);
+    if (!reason.empty()) {
+      g.off = true;
+      // Automatic graphs say why they are off only on a GPU, where they would matter.
+      if (cuda_graphs == true || device.is_cuda()) log("cuda graphs: off: " + reason);
+      return std::nullopt;
+    }
+  }
+  const int64_t rows = batch.input.dim() > 0 ? batch.input.size(0) : 1;
+  if (g.warmed_up < kGraphWarmupSteps || (!g.captured && rows < g.largest_batch)) {
+    ++g.warmed_up;
+    g.largest_batch = std::max(g.largest_batch, rows);
+    detail::SideStream side(device);
+    return body(batch);
+  }
+  if (!g.captured) {
+    const int64_t step_before = global_step;
+    g.input =
+        Batch{batch.input.clone(), batch.target.defined() ? batch.target.clone() : torch::Tensor()};
+    g.backward = std::make_unique<detail::CudaGraph>(device);
+    g.step = std::make_unique<detail::CudaGraph>(device);
+    std::pair<torch::Tensor, torch::Tensor> out;
+    try {
+      g.in_capture = true;
+      g.backward->begin();
+      out = body(g.input);
+      KTF_CHECK_RUNTIME(g.step->capturing() && global_step == step_before + 1,
+                        "the step did not run one optimizer step through backward_and_step()");
+      g.step->end();
+      g.in_capture = false;
+      g.step->replay();
+    } catch (const std::exception& e) {
+      // libtorch's allocator and CUDA RNG do not recover from a capture cut short: the run stops
+      // here, naming the way out, rather than go on in an undefined state.
+      g.in_capture = false;
+      g.backward->abort();
+      g.step->abort();
+      std::string msg = e.what();
+      if (auto* c = dynamic_cast<const c10::Error*>(&e)) msg = c->what_without_backtrace();
+      throw Error("cuda graphs: the capture of the train step failed (" +
+                      msg.substr(0, msg.find('\n')) +
+                      "): something in the step reads or sets the host during it; set the train "
+                      "loop's \"cuda_graphs\": false",
+                  {}, kExitRuntime);
+    }
+    g.captured = true;
+    g.loss = out.first;
+    g.output = out.second;
+    log("cuda graphs: the train step is captured (batch " + c10::str(batch.input.sizes()) +
+        "); later steps replay it");
+  } else {
+    if (!same_layout(batch.input, g.input.input) || !same_layout(batch.target, g.input.target)) {
+      if (!g.shape_logged && (g.shape_logged = true))
+        log("cuda graphs: a batch of shape " + c10::str(batch.input.sizes()) +
+            " differs from the captured " + c10::str(g.input.input.sizes()) +
+            "; such batches run eagerly");
+      return std::nullopt;
+    }
+    {
+      torch::NoGradGuard no_grad;
+      g.input.input.copy_(batch.input, /*non_blocking=*/true);
+      if (batch.target.defined()) g.input.target.copy_(batch.target, /*non_blocking=*/true);
+    }
+    g.backward->replay();
+    for (auto& cb : callbacks) cb->on_after_backward(*this, this->batch);
+    capturable_->before_replay();
+    g.step->replay();
+    ++global_step;
+    if (lr_schedule) lr_schedule->on_batch_end(global_step);
+  }
+  note_loss(g.loss);
+  return std::make_pair(g.loss.detach().clone(),
+                        g.output.defined() ? g.output.detach().clone() : g.output);
+}
+
 void TrainContext::note_loss(const torch::Tensor& loss) {
-  if (!stop_on_nonfinite) return;
+  if (!stop_on_nonfinite || (graphs_ && graphs_->in_capture)) return;
   if (loss.device().is_cpu()) {
     const double value = loss.detach().item<double>();
     if (!std::isfinite(value) && (saw_nonfinite_ = true))
@@ -220,10 +419,12 @@ torch::Tensor TrainContext::forward(const torch::Tensor& input) {
   return with_context(model_path, [&] {
     torch::Tensor out;
     {
-      Bf16Autocast autocast(device);
+      Autocast autocast(device, precision == Precision::FP16 ? at::kHalf : at::kBFloat16);
       out = model->forward(input);
     }
-    return out.scalar_type() == torch::kBFloat16 ? out.to(torch::kFloat) : out;
+    return out.scalar_type() == torch::kBFloat16 || out.scalar_type() == torch::kHalf
+               ? out.to(torch::kFloat)
+               : out;
   });
 }
 
@@ -244,7 +445,8 @@ bool TrainContext::backward_and_step(const torch::Tensor& loss, const StepSettin
     clear_gradients(*optimizer);
     active_ = settings;
   }
-  backward(active_.accumulation > 1 ? loss / static_cast<double>(active_.accumulation) : loss,
+  torch::Tensor scaled = scaler_ ? scaler_->scale(loss) : loss;
+  backward(active_.accumulation > 1 ? scaled / static_cast<double>(active_.accumulation) : scaled,
            pending_ + 1 >= active_.accumulation);
   ++pending_;
   if (pending_ < active_.accumulation) return false;
@@ -332,11 +534,31 @@ void TrainContext::apply_gradients(const StepSettings& settings, double scale) {
   for (auto& group : optimizer->param_groups())
     for (auto& p : group.params())
       if (p.grad().defined()) grads.push_back(p.grad());
-  if (scale != 1.0) {
+  bool finite = true;
+  if (scaler_) {
+    finite = scaler_->unscale(grads, scale);
+  } else if (scale != 1.0) {
     torch::NoGradGuard no_grad;
     for (auto& g : grads) g.mul_(scale);
   }
+  const bool capturing = graphs_ && graphs_->in_capture;
+  if (capturing) {
+    // Under capture: the backward graph ends here and runs once, so that on_after_backward sees
+    // this step's gradients; the clipping and the optimizer step go into the second graph.
+    graphs_->backward->end();
+    graphs_->backward->replay();
+  }
   for (auto& cb : callbacks) cb->on_after_backward(*this, batch);
+  if (capturable_) capturable_->before_replay();
+  if (capturing) graphs_->step->begin(graphs_->backward.get());
+  if (scaler_) scaler_->update(finite);
+  if (!finite) {
+    // The scale was too large for these gradients: no update, a smaller scale next time.
+    ++global_step;
+    if (lr_schedule) lr_schedule->on_batch_end(global_step);
+    clear_gradients(*optimizer);
+    return;
+  }
   if (settings.clip_grad_norm && !grads.empty()) {
     // As torch.nn.utils.clip_grad_norm_, without reading the norm back to the host.
     torch::NoGradGuard no_grad;

@@ -1,6 +1,6 @@
 // ktf-conformance: loads one plugin .so and checks every component it registers.
 //
-//   ktf-conformance path/to/libmy_plugin.so [--with DEPENDENCY]... [gtest flags]
+//   ktf-conformance path/to/libmy_plugin.so [--with DEPENDENCY]... [--device cuda] [gtest flags]
 //
 // --with loads another plugin file, or every plugin of a directory (an installed ktf's
 // lib/ktf/plugins), whose components the tested ones use (a head defaulting to ktf.networks.MLP,
@@ -11,7 +11,8 @@
 // ktf::Error, and the component does its job on synthetic data (networks forward/backward and
 // state round trip, losses a scalar with gradients, optimizers change parameters, datasets yield
 // batches of the declared shape, metrics reset/update/compute, callbacks and train loops run two
-// steps).
+// steps). --device runs networks, losses, metrics, optimizers, train steps and loops on that
+// device (scripts/gpu/device_check.sh passes cuda).
 #include <gtest/gtest.h>
 #include <ktf/checkpoint.h>
 #include <ktf/config.h>
@@ -28,6 +29,7 @@
 namespace {
 
 std::string g_plugin_path;
+torch::Device g_device = torch::kCPU;  // --device
 ktf::Registry g_registry;    // this plugin's components and those of its --with dependencies
 ktf::LoadedPlugin g_plugin;  // the plugin under test (a copy: loading dependencies moves the list)
 const ktf::LoadedPlugin* g_loaded = nullptr;
@@ -41,6 +43,7 @@ std::shared_ptr<void> build_example(const ktf::Spec& spec, ktf::BuildContext& ct
 
 ktf::BuildContext make_context(const ktf::Spec& spec) {
   ktf::BuildContext ctx(g_registry);
+  ctx.device = g_device;
   ctx.input_shape =
       spec.example_input.empty() ? std::vector<int64_t>{1, 28, 28} : spec.example_input;
   ctx.num_classes = 10;
@@ -60,10 +63,10 @@ std::vector<int64_t> with_batch(int64_t n, const std::vector<int64_t>& shape) {
 /// regression targets of that per-example shape.
 std::pair<torch::Tensor, torch::Tensor> output_and_target(const ktf::Spec& spec, int64_t n) {
   if (spec.example_target.empty()) {
-    return {torch::randn({n, 10}), torch::arange(n) % 3};
+    return {torch::randn({n, 10}).to(g_device), (torch::arange(n) % 3).to(g_device)};
   }
   auto shape = with_batch(n, spec.example_target);
-  return {torch::randn(shape), torch::rand(shape)};
+  return {torch::randn(shape).to(g_device), torch::rand(shape).to(g_device)};
 }
 
 // A tiny network and a synthetic stream used to drive callbacks, loops and steps.
@@ -105,7 +108,9 @@ ktf::TrainContext make_train_context(ktf::BuildContext& ctx) {
   ktf::TrainContext tc;
   tc.quiet = true;
   tc.run_dir = ctx.run_dir;
+  tc.device = g_device;
   tc.model = std::make_shared<TinyNet>();
+  tc.model->to(g_device);
   tc.dataset = std::make_shared<TinyData>();
   tc.train_data = tc.dataset->train();
   tc.valid_data = tc.dataset->valid();
@@ -194,8 +199,8 @@ std::vector<std::pair<ktf::Json, std::string>> out_of_bounds(const ktf::Param& p
 
 /// A convex quadratic sum((w - t)^2) in w, starting at w = 0.
 struct Quadratic {
-  torch::Tensor w = torch::zeros({4}, torch::requires_grad());
-  torch::Tensor t = torch::tensor({1.0f, -2.0f, 0.5f, 3.0f});
+  torch::Tensor w = torch::zeros({4}, torch::device(g_device).requires_grad(true));
+  torch::Tensor t = torch::tensor({1.0f, -2.0f, 0.5f, 3.0f}).to(g_device);
   torch::Tensor value() { return (w - t).pow(2).sum(); }
   double step(ktf::Optimizer& opt) {
     opt.zero_grad();
@@ -466,7 +471,7 @@ ktf::Batch learnable_batch() {
   auto gen = at::detail::createCPUGenerator(3);
   auto x = torch::randn({16, 1, 28, 28}, gen);
   auto w = torch::randn({784, 10}, gen);
-  return {x, x.flatten(1).mm(w).argmax(1)};
+  return {x.to(g_device), x.flatten(1).mm(w).argmax(1).to(g_device)};
 }
 
 double batch_loss(ktf::TrainContext& tc, const ktf::Batch& b) {
@@ -480,6 +485,8 @@ void check_train_step(const ktf::Spec& spec, ktf::BuildContext& ctx) {
   tc.train_data->start_epoch(0);
   for (int i = 0; i < 2; ++i) {
     auto batch = tc.train_data->next();
+    batch->input = ktf::to_device(batch->input, g_device);
+    batch->target = ktf::to_device(batch->target, g_device);
     auto result = step->step(tc, *batch);
     ASSERT_TRUE(result.loss.defined() && result.loss.numel() == 1)
         << "a train step must return a scalar loss";
@@ -682,8 +689,10 @@ void check_component(const ktf::ComponentDef* def) {
     case ktf::Kind::Network: {
       ASSERT_FALSE(spec.example_input.empty()) << "networks must declare example_input";
       auto net = std::static_pointer_cast<ktf::Network>(build_example(spec, ctx));
+      net->to(g_device);
       net->train();
-      auto x = torch::randn(with_batch(2, spec.example_input)).requires_grad_(true);
+      auto x = torch::randn(with_batch(2, spec.example_input), torch::device(g_device))
+                   .requires_grad_(true);
       auto out = net->forward(x);
       ASSERT_TRUE(out.defined());
       EXPECT_EQ(out.size(0), 2);
@@ -709,6 +718,7 @@ void check_component(const ktf::ComponentDef* def) {
       torch::serialize::InputArchive in_archive;
       in_archive.load_from(stream);
       fresh->load(in_archive);
+      fresh->to(g_device);
       fresh->eval();
       EXPECT_TRUE(torch::allclose(before, fresh->forward(x), 1e-5, 1e-6))
           << "state round trip changed outputs";
@@ -800,6 +810,13 @@ int main(int argc, char** argv) {
       dependencies.push_back(argv[++i]);
     } else if (arg.rfind("--with=", 0) == 0) {
       dependencies.push_back(arg.substr(7));
+    } else if (arg == "--device" && i + 1 < argc) {
+      try {
+        g_device = torch::Device(argv[++i]);
+      } catch (const std::exception&) {
+        std::cerr << "ktf-conformance: --device '" << argv[i] << "': expected cpu or cuda[:N]\n";
+        return 2;
+      }
     } else if (g_plugin_path.empty()) {
       g_plugin_path = arg;
     } else {

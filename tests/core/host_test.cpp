@@ -75,7 +75,7 @@ TEST(Host, BadCommandLineAndMissingConfigExit2) {
 TEST(Host, VersionNamesAbiAndLibtorch) {
   auto r = host("--version");
   EXPECT_EQ(r.exit_code, 0);
-  EXPECT_NE(r.output.find("plugin ABI 6, libtorch "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("plugin ABI 7, libtorch "), std::string::npos) << r.output;
 }
 
 }  // namespace

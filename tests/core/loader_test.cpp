@@ -66,7 +66,7 @@ TEST(Loader, MissingEntryPoint) {
 }
 
 TEST(Loader, WrongAbiNamesBothVersions) {
-  expect_stage(fixture("wrong_abi"), "abi", "plugin ABI 999, host ABI 6");
+  expect_stage(fixture("wrong_abi"), "abi", "plugin ABI 999, host ABI 7");
 }
 
 TEST(Loader, UnresolvedSymbolFailsAtOpen) {

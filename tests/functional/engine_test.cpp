@@ -206,13 +206,40 @@ TEST(EngineSchema, NoParameterHasAnEmptySchema) {
 }
 
 TEST(EngineDocs, ComponentReferenceIsGeneratedFromTheSpecs) {
-  auto r = host("--reference");
+  // docs/components.md: the plugins every build has; docs/components-cuda.md: the CUDA kernel
+  // plugin (plugins/cuda), which only builds against a CUDA libtorch, compared where it is built.
+  std::string every;
+  fs::path cuda_plugin;
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(ktf::test::plugin_dir()))
+    if (e.path().extension() == ".so") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    if (f.filename() == "libktf_cuda.so")
+      cuda_plugin = f;
+    else
+      every += " --plugins " + f.string();
+  }
+  auto reference = [](const std::string& plugins) {
+    return ktf::test::run_command(std::string("KTF_PLUGIN_PATH= ") + KTF_HOST + plugins +
+                                  " --reference");
+  };
+  auto r = reference(every);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::string committed = slurp(std::string(KTF_SOURCE_DIR) + "/docs/components.md");
   EXPECT_TRUE(r.output == committed)
       << "docs/components.md is out of date: regenerate it with\n  build/ktf-host --plugins "
          "build/plugins --reference > docs/components.md";
   EXPECT_NE(committed.find("| `dropout` | float | `0.0` | in [0, 1) |"), std::string::npos);
+  const std::string cuda_doc = slurp(std::string(KTF_SOURCE_DIR) + "/docs/components-cuda.md");
+  EXPECT_NE(cuda_doc.find("ktf.losses.FusedCrossEntropy"), std::string::npos);
+  if (!cuda_plugin.empty()) {
+    auto c = reference(" --plugins " + cuda_plugin.string());
+    ASSERT_EQ(c.exit_code, 0) << c.output;
+    EXPECT_TRUE(c.output == cuda_doc)
+        << "docs/components-cuda.md is out of date: regenerate it with\n  build-torch2/ktf-host "
+           "--plugins build-torch2/plugins/libktf_cuda.so --reference > docs/components-cuda.md";
+  }
 }
 
 TEST(EngineSources, TheEngineAndTheHostNameNoComponent) {

@@ -260,9 +260,17 @@ TEST(HostPrecision, CommandLinePrecisionIsStoredAndAChangeOnResumeIsRefused) {
       changed.output.find("/0/train_loop/ktf.train.KerasTrainLoop/precision: \"bf16\" -> \"fp32\""),
       std::string::npos)
       << changed.output;
-  auto bad = host(config + " --precision fp16 -o " + out + "-bad");
+  auto bad = host(config + " --precision fp8 -o " + out + "-bad");
   EXPECT_EQ(bad.exit_code, 2);
-  EXPECT_EQ(bad.output, "ktf-host: precision 'fp16': expected fp32 or bf16\n");
+  EXPECT_EQ(bad.output, "ktf-host: precision 'fp8': expected fp32, bf16 or fp16\n");
+  // fp16 is for GPUs: refused on the CPU before any step, with exit code 2.
+  auto cpu = host(config + " --precision fp16 -o " + out + "-fp16");
+  EXPECT_EQ(cpu.exit_code, 2) << cpu.output;
+  EXPECT_NE(cpu.output.find("ktf-host: precision fp16 needs a CUDA device (--device cuda), this "
+                            "cycle runs on cpu; on a CPU use bf16\n"),
+            std::string::npos)
+      << cpu.output;
+  EXPECT_FALSE(std::filesystem::exists(out + "-fp16/weights/cycle-1.pt")) << "it trained";
 }
 
 TEST(HostConfigs, OriginalToolsMinimalConfigTrains) {

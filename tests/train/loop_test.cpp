@@ -556,10 +556,10 @@ TEST(Precision, CommandLineWinsAndBadNamesAreRejected) {
   plain.use_precision("fp32");
   EXPECT_EQ(plain.precision, Precision::FP32);
   try {
-    plain.use_precision("fp16");
-    FAIL() << "fp16 accepted";
+    plain.use_precision("fp8");
+    FAIL() << "fp8 accepted";
   } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "precision 'fp16': expected fp32 or bf16");
+    EXPECT_STREQ(e.what(), "precision 'fp8': expected fp32, bf16 or fp16");
   }
   EXPECT_STREQ(precision_name(Precision::BF16), "bf16");
 }

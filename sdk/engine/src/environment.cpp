@@ -268,8 +268,11 @@ class Runner {
   RunResult run(int threads) {
     log("ktf: run directory " + files_.dir.string() + ", device " + device_.str() + ", " +
         std::to_string(threads) + " threads, seed " + std::to_string(seed_));
+    // NCCL for the GPU's tensors where libtorch has it (every rank, before any collective on them).
+    const bool nccl = comm_ && comm_->use_device(device_) == "nccl";
     if (comm_)
-      log("ktf: distributed: " + std::to_string(world_) + " ranks (c10d, Gloo), this is " +
+      log("ktf: distributed: " + std::to_string(world_) + " ranks (c10d, " +
+          (nccl ? "NCCL for CUDA tensors, Gloo for the host's" : "Gloo") + "), this is " +
           comm_->world().describe() + "; timeout " +
           std::to_string(comm_->timeout().count() / 1000) + " s");
     if (device_.is_cpu()) log("ktf: " + cpu_kernels_text());
@@ -352,8 +355,9 @@ class Runner {
     tc.rank = rank_;
     tc.world_size = world_;
     if (!options_.precision.empty()) {
-      tc.precision = parse_precision(options_.precision);
       tc.precision_from_command_line = true;
+      tc.precision = parse_precision(options_.precision);
+      tc.use_precision(options_.precision);  // fp16 off CUDA: exit 2 before anything runs
     }
     auto log_file = files_.log;
     tc.log_sink = [log_file](const std::string& line) { *log_file << line << std::endl; };
@@ -585,6 +589,7 @@ class Runner {
     if (tc.valid_data) fn(cycle.path("datasets"), *tc.valid_data, "valid_data");
     fn(cycle.path("loss"), *tc.loss, "loss");
     if (tc.lr_schedule) fn(cycle.path("lr_schedule"), *tc.lr_schedule, "lr_schedule");
+    if (GradScaler* scaler = tc.loss_scaler()) fn(cycle.path("train_loop"), *scaler, "loss_scaler");
     for (size_t i = 0; i < tc.metrics.size(); ++i)
       fn({cycle.label, "metrics"}, *tc.metrics[i], "metric/" + std::to_string(i));
     for (size_t i = 0; i < tc.callbacks.size(); ++i)
@@ -1076,6 +1081,7 @@ RunResult Environment::run(Json config) {
     bool ok = false;
     ~Alone() {
       set_data_shard({});
+      set_batch_device(torch::kCPU);
       if (ok) set_communicator(nullptr);
     }
   } alone;
@@ -1104,6 +1110,7 @@ RunResult Environment::run(Json config) {
   if (world.distributed() && device.is_cuda() && !device.has_index() &&
       world.local_rank < static_cast<int>(torch::cuda::device_count()))
     device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(world.local_rank));
+  set_batch_device(device);  // streams copy their batches to a GPU from their prefetch thread
   // A resume keeps the run's thread count unless --threads says otherwise (bitwise equality);
   // ranks on one machine share its cores.
   const int threads = configure_threads(

@@ -154,6 +154,21 @@ class FlatGradients {
   virtual void zero_gradients() = 0;
 };
 
+/// Implemented by an optimizer whose step() can be captured in a CUDA graph and replayed
+/// (TrainContext's cuda_graphs): once capturable, step() reads its step count and learning rate
+/// from device tensors and never from or to the host, so a replay advances them as an eager step
+/// would. ktf's flat Adam and AdamW implement it on CUDA.
+class CapturableOptimizer {
+ public:
+  virtual ~CapturableOptimizer() = default;
+  /// Moves the step count and learning rate to device tensors; false when this instance cannot
+  /// (parameters on the CPU, no flat buffers), with nothing changed.
+  virtual bool make_capturable() = 0;
+  /// Before each replay: copies the learning rate the options hold now (the schedule's) into the
+  /// device tensor the captured step reads (one device op, no host sync).
+  virtual void before_replay() = 0;
+};
+
 class LrSchedule : public Stateful {
  public:
   virtual ~LrSchedule() = default;

@@ -141,6 +141,13 @@ struct DataShard {
 DataShard data_shard();
 void set_data_shard(DataShard shard);
 
+/// The device the training step runs on, set by the engine before datasets make their streams
+/// (the CPU elsewhere). On a CUDA device a PrefetchStream's thread pins each batch in page-locked
+/// memory and copies it to the GPU without blocking, on a CUDA stream of its own, so the copy of
+/// the next batch overlaps the current step; next() makes the step's stream wait for it.
+torch::Device batch_device();
+void set_batch_device(torch::Device device);
+
 /// The positions of an epoch's `order` that `shard` reads: every count-th from `index` (as
 /// PyTorch's DistributedSampler). `equal`: training, where every shard must yield the same number
 /// of batches, uses the first floor(n / count) * count positions only (at most count - 1 examples
@@ -228,7 +235,9 @@ class PrefetchStream : public BatchStream {
   struct Item {
     std::optional<Batch> batch;  ///< nullopt with no error = end of epoch
     std::exception_ptr error;
+    std::shared_ptr<void> copied;  ///< CUDA: the event recorded after the batch's copy
   };
+  torch::Device device_ = torch::kCPU;  ///< batch_device() when the epoch's thread started
   int64_t prefetch_;
   int64_t epoch_ = 0;
   int64_t position_ = 0;

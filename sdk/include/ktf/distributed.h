@@ -90,6 +90,12 @@ class Communicator {
   int size() const;
   const WorldInfo& world() const;
   std::chrono::milliseconds timeout() const;
+  /// Collectives on tensors of `device`: on CUDA, with a libtorch that has NCCL (PyTorch 2.x's),
+  /// an NCCL group joins the Gloo one and serves CUDA tensors (the gradient all-reduce, weight and
+  /// buffer broadcasts) on the GPU; Gloo keeps the host's (bytes, counts). Elsewhere CUDA tensors
+  /// go through the host and Gloo. Returns the backend that serves `device`'s tensors: "nccl" or
+  /// "gloo". Every rank calls it once, before the first collective on such tensors.
+  std::string use_device(torch::Device device);
 
   /// Sums each tensor across ranks, in place (same shapes and dtypes on every rank).
   void all_reduce_sum(std::vector<torch::Tensor>& tensors);

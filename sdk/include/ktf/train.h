@@ -5,9 +5,9 @@
 // a TrainContext and hands it to the cycle's TrainLoop. A train step (built-in or a plugin's)
 // computes the loss and hands it to ctx.backward_and_step(), which owns everything between the
 // loss and the updated weights: gradient accumulation, the after-backward callback hook, gradient
-// clipping, the optimizer step, the step counter and the per-step learning-rate schedule (and,
-// as the engine grows, all-reduce across ranks and loss scaling), so a plugin's step gets all of
-// it unchanged:
+// clipping, the optimizer step, the step counter, the per-step learning-rate schedule, the
+// gradient all-reduce across ranks and fp16's loss scaling, so a plugin's step gets all of it
+// unchanged:
 //
 //   ktf::StepResult MixupStep::step(ktf::TrainContext& ctx, ktf::Batch& batch) {
 //     double lam = ...;
@@ -63,11 +63,56 @@ enum class SafePoint {
 /// Numeric precision of a cycle's forward passes (the train loops' "precision", --precision).
 enum class Precision {
   FP32,  ///< everything in float32
-  BF16   ///< the model under libtorch's autocast to bfloat16; weights, loss and metrics in fp32
+  BF16,  ///< the model under libtorch's autocast to bfloat16; weights, loss and metrics in fp32
+  FP16   ///< autocast to float16 (CUDA only), with dynamic loss scaling (GradScaler)
 };
-/// "fp32" -> FP32, "bf16" -> BF16; anything else throws ktf::Error naming the choices.
+/// "fp32" -> FP32, "bf16" -> BF16, "fp16" -> FP16; anything else throws ktf::Error naming them.
 Precision parse_precision(const std::string& name);
 const char* precision_name(Precision precision);
+
+/// Dynamic loss scaling's settings (the defaults are PyTorch's GradScaler's).
+struct LossScaleOptions {
+  double init_scale = 65536.0;     ///< the first scale (2^16)
+  double growth_factor = 2.0;      ///< the scale is multiplied by this after growth_interval ...
+  int64_t growth_interval = 2000;  ///< ... optimizer steps in a row with finite gradients
+  double backoff_factor = 0.5;     ///< and by this after a step with an Inf or NaN gradient
+};
+
+/// Dynamic loss scaling for fp16 training, as PyTorch's torch.amp.GradScaler (which libtorch's C++
+/// API lacks): backward runs on loss x scale, so that small fp16 gradients do not flush to zero;
+/// the gradients are divided by the scale before anything reads them; a step whose gradients hold
+/// an Inf or NaN (the scale was too large) is skipped and the scale backs off; after
+/// growth_interval clean steps it grows. TrainContext::backward_and_step() applies it when
+/// TrainContext::loss_scaler() is set (precision fp16, or a loop's loss_scaling: true), so plugin
+/// train steps get it unchanged. Its state (scale, clean steps, skipped steps) is checkpointed.
+class GradScaler : public Stateful {
+ public:
+  /// Throws ktf::Error when a factor or the interval is out of range.
+  explicit GradScaler(LossScaleOptions options = {});
+  /// loss x the current scale.
+  torch::Tensor scale(const torch::Tensor& loss) const;
+  /// Multiplies every gradient by factor / scale, in place, and returns whether all of them are
+  /// finite (one read from the device, as PyTorch's GradScaler.step).
+  bool unscale(const std::vector<torch::Tensor>& grads, double factor = 1.0);
+  /// After an unscale: counts a clean step (growing the scale every growth_interval of them) or
+  /// backs off and counts a skipped step.
+  void update(bool finite);
+  double current_scale() const { return scale_; }
+  /// Clean steps since the scale last changed.
+  int64_t growth_tracker() const { return growth_tracker_; }
+  /// Optimizer steps skipped for Inf/NaN gradients since the scaler was made.
+  int64_t skipped_steps() const { return skipped_; }
+  const LossScaleOptions& options() const { return options_; }
+
+  void save_state(State& state) override;
+  void load_state(const State& state) override;
+
+ private:
+  LossScaleOptions options_;
+  double scale_;
+  int64_t growth_tracker_ = 0;
+  int64_t skipped_ = 0;
+};
 
 struct StepSettings {
   int64_t accumulation = 1;              ///< batches whose gradients are summed per step (>= 1)
@@ -156,12 +201,41 @@ class TrainContext {
   /// alone. forward() does it before every training forward; loops call it before validation, so
   /// that every rank validates rank 0's model. Collective, as all_reduce_sum.
   void broadcast_buffers();
-  /// A loop's "precision" argument ("fp32" or "bf16"), unless --precision was given. Warns once
-  /// per process, naming what is missing, when bf16 runs on a CPU without bf16 instructions.
-  void use_precision(const std::string& name);
+  /// A loop's "precision" argument ("fp32", "bf16" or "fp16"), unless --precision was given.
+  /// Warns once per process, naming what is missing, when bf16 runs on a CPU without bf16
+  /// instructions; fp16 needs a CUDA device (ktf::Error, exit code 2, elsewhere). Loss scaling
+  /// follows: `loss_scaling` true or false turns it on or off, null (the default) turns it on for
+  /// fp16 only.
+  void use_precision(const std::string& name, std::optional<bool> loss_scaling = std::nullopt,
+                     const LossScaleOptions& scaling = {});
+  /// The loss scaler backward_and_step() applies; null when loss scaling is off.
+  GradScaler* loss_scaler() const { return scaler_.get(); }
 
   /// The model's forward pass in `precision`; an error inside it names the model's config path.
   torch::Tensor forward(const torch::Tensor& input);
+
+  /// CUDA graphs for the train step (a loop's cuda_graphs argument): null = automatic (the
+  /// built-in Supervised step, on CUDA, where nothing below rules them out), true = also a
+  /// plugin's step (its author vouches it is capturable), false = never.
+  std::optional<bool> cuda_graphs;
+  /// A train step's forward, loss and backward_and_step() on a batch: returns {loss, output}.
+  using StepBody = std::function<std::pair<torch::Tensor, torch::Tensor>(const Batch&)>;
+  /// Runs `body` on `batch` through CUDA graphs when they apply, and returns its {loss, output}
+  /// (copies, valid after the next step); nullopt when they do not, and the step then calls
+  /// body(batch) itself. The first three steps run eagerly on a side stream (warm-up), the fourth
+  /// is captured: forward, loss and backward in one graph, gradient clipping and the optimizer
+  /// step in a second; on_after_backward runs between the two, eagerly, at every step. Later steps
+  /// copy the batch into the captured input and replay both graphs: a few launches instead of
+  /// hundreds of kernels. They need a CUDA device, static shapes (a batch of another shape, such
+  /// as a short last batch, runs eagerly), a capturable optimizer (ktf::CapturableOptimizer: the
+  /// flat Adam and AdamW), one batch per optimizer step, no loss scaling and no distributed job;
+  /// the reason they are off is logged once ("cuda graphs: off: ..."). The capture waits for a
+  /// batch as large as the largest warm-up one (not a short last batch). A capture that fails
+  /// (the step read the host) stops the run with ktf::Error (exit code 1) naming cuda_graphs:
+  /// false as the way out. `built_in`: the caller is ktf's Supervised step.
+  std::optional<std::pair<torch::Tensor, torch::Tensor>> run_graphed(const Batch& batch,
+                                                                     const StepBody& body,
+                                                                     bool built_in = false);
 
   /// The backward/step service. Runs backward on `loss` (divided by the accumulation count), and
   /// once `accumulation` batches have been accumulated: calls every callback's on_after_backward,
@@ -169,7 +243,10 @@ class TrainContext {
   /// Returns true when it stepped the optimizer. In a distributed run the last backward of each
   /// group averages the gradients across ranks while it runs (c10d's Reducer, in buckets), so
   /// on_after_backward, clipping and the step see the job's gradients; the earlier backwards of
-  /// a group accumulate locally, without communication.
+  /// a group accumulate locally, without communication. With a loss scaler (fp16), backward runs
+  /// on the scaled loss and the gradients are unscaled before on_after_backward; a step whose
+  /// gradients hold an Inf or NaN skips clipping and the optimizer (the scale backs off) but still
+  /// counts as a step for global_step and the schedule, as PyTorch's GradScaler loops do.
   bool backward_and_step(const torch::Tensor& loss);
   bool backward_and_step(const torch::Tensor& loss, const StepSettings& settings);
   /// Applies gradients still accumulated at the end of an epoch (a partial group, rescaled to its
@@ -213,6 +290,12 @@ class TrainContext {
   void note_loss(const torch::Tensor& loss);
   void backward(const torch::Tensor& loss, bool sync);
   std::shared_ptr<GradientSync> sync_;  ///< the Reducer of a distributed run, made at first use
+  std::shared_ptr<GradScaler> scaler_;  ///< loss scaling (fp16); null = off
+  struct Graphs;
+  std::shared_ptr<Graphs> graphs_;  ///< CUDA graph state (run_graphed), made at first use
+  /// The optimizer in capturable mode (CUDA graphs): its learning rate is refreshed every step.
+  CapturableOptimizer* capturable_ = nullptr;
+  std::string graphs_off_reason(bool built_in);
   int64_t pending_ = 0;
   StepSettings active_;
   torch::Tensor nonfinite_;  ///< device flag: a loss was not finite (GPU, read at safe points)
