@@ -121,7 +121,8 @@ int run(int argc, char** argv) {
   const po::options_description opts = ktf::host::options(args);
   po::variables_map vm;
   // --help, --version and a bad command line never get here: the launcher answered them.
-  if (!ktf::host::parse(argc, argv, opts, vm)) return ktf::kExitConfig;
+  if (!ktf::host::parse(argc, argv, opts, vm) || !ktf::host::check(args, vm))
+    return ktf::kExitConfig;
   const auto& plugin_sources = args.plugin_sources;
   const auto& overrides = args.overrides;
   const auto& config_path = args.config_path;

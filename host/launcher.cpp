@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   const auto opts = ktf::host::options(args);
   boost::program_options::variables_map vm;
   if (!ktf::host::parse(argc, argv, opts, vm)) return 2;
+  if (!vm.count("help") && !vm.count("version") && !ktf::host::check(args, vm)) return 2;
   if (args.blas_tuning != "on" && args.blas_tuning != "off") {
     std::cerr << "ktf-host: --blas-tuning '" << args.blas_tuning << "': expected on or off\n"
               << ktf::host::kUsage;

@@ -1,6 +1,8 @@
 // ktf-host's options (host/options.h).
 #include "options.h"
 
+#include <cerrno>
+#include <cstdlib>
 #include <iostream>
 
 namespace po = boost::program_options;
@@ -18,14 +20,15 @@ po::options_description options(Args& a) {
   opts.add_options()("help,h", "show this help")(
       "plugins,p", po::value(&a.plugin_sources)->multitoken()->composing(),
       "plugin directories or .so files (repeatable); also KTF_PLUGIN_PATH and the installed plugin "
-      "directory")("config,c", po::value(&a.config_path), "config file (JSON with comments)")(
+      "directory")("config,c", po::value(&a.config_path),
+                   "config file (Hjson: JSON with comments, optional commas, unquoted keys)")(
       "set", po::value(&a.overrides)->composing(),
       "override PTR=JSON, PTR a JSON Pointer into the config (repeatable)")(
       "device", po::value(&a.device)->default_value("auto"), "auto | cpu | cuda | cuda:N")(
       "threads", po::value(&a.threads)->default_value(0), "intra-op threads (0 = all cores)")(
       "memory-format", po::value(&a.memory_format)->default_value("contiguous"),
       "layout of image inputs and convolution weights: contiguous (NCHW) | channels_last (NHWC)")(
-      "seed", po::value(&a.seed), "random seed (default 0)")(
+      "seed", po::value(&a.seed_text), "random seed, 0 to 2^64-1 (default 0)")(
       "output-dir,o", po::value(&a.output_dir), "run directory (default runs/<config>-<time>)")(
       "dry-run", "build every cycle, run one batch forward and backward, print shapes, exit")(
       "resume", po::value<std::string>(),
@@ -83,6 +86,43 @@ bool parse(int argc, char** argv, const po::options_description& opts, po::varia
     std::cerr << "ktf-host: " << e.what() << "\n" << kUsage;
     return false;
   }
+}
+
+bool check(Args& a, const po::variables_map& vm) {
+  auto bad = [](const std::string& option, const std::string& value, const std::string& want) {
+    std::cerr << ("ktf-host: --" + option + " '" + value + "': expected " + want + "\n");
+    return false;
+  };
+  // Up to 1024 intra-op threads: more than any machine's cores, and a typo of 100000 would
+  // otherwise start threads until the process is killed.
+  if (a.threads < 0 || a.threads > 1024)
+    return bad("threads", std::to_string(a.threads), "0 (all cores) to 1024");
+  if (vm.count("seed")) {
+    const std::string& t = a.seed_text;
+    const bool digits =
+        !t.empty() && t.size() <= 20 && t.find_first_not_of("0123456789") == std::string::npos;
+    errno = 0;
+    const unsigned long long v = digits ? std::strtoull(t.c_str(), nullptr, 10) : 0;
+    if (!digits || errno == ERANGE)
+      return bad("seed", t.substr(0, 40), "an integer from 0 to 18446744073709551615");
+    a.seed = v;
+  }
+  const std::pair<const char*, std::pair<int64_t, int64_t>> counts[] = {
+      {"shards", {1, 100000}}, {"view-count", {1, 100000}}};
+  for (const auto& [name, range] : counts) {
+    const int64_t v = vm[name].as<int64_t>();
+    if (v < range.first || v > range.second)
+      return bad(name, std::to_string(v),
+                 std::to_string(range.first) + " to " + std::to_string(range.second));
+  }
+  if (a.nproc_per_node < 0 || a.nproc_per_node > 1024)
+    return bad("nproc-per-node", std::to_string(a.nproc_per_node), "0 to 1024");
+  if (a.max_restarts < 0 || a.max_restarts > 1000)
+    return bad("max-restarts", std::to_string(a.max_restarts), "0 to 1000");
+  if (!(a.dist_timeout > 0 && a.dist_timeout <= 7 * 24 * 3600.0))
+    return bad("dist-timeout", std::to_string(a.dist_timeout),
+               "seconds, more than 0 and at most a week (604800)");
+  return true;
 }
 
 void print_help(const po::options_description& opts) {

@@ -18,6 +18,7 @@ struct Args {
   std::string config_path, device, output_dir, list_kind, describe_name, memory_format, precision,
       blas_tuning;
   int threads = 0;
+  std::string seed_text;  ///< --seed as given; check() turns it into `seed`
   uint64_t seed = 0;
   int nproc_per_node = 0;  ///< --nproc-per-node: ranks the launcher starts here (0 = none)
   int max_restarts = 0;
@@ -31,6 +32,11 @@ boost::program_options::options_description options(Args& args);
 /// returns false.
 bool parse(int argc, char** argv, const boost::program_options::options_description& opts,
            boost::program_options::variables_map& vm);
+
+/// Checks the ranges of the numeric options (--threads, --seed, --shards, --view-count,
+/// --nproc-per-node, --max-restarts, --dist-timeout) and sets args.seed; on a bad value prints
+/// "ktf-host: --<option> '<value>': expected ..." to stderr and returns false (exit code 2).
+bool check(Args& args, const boost::program_options::variables_map& vm);
 
 /// Prints --help.
 void print_help(const boost::program_options::options_description& opts);

@@ -18,8 +18,9 @@ PACKAGES=(
 )
 if [[ "${KTF_SETUP_TESTS:-0}" == "1" || "${KTF_SETUP_BENCH:-0}" == "1" ]]; then
   # scripts/test.sh: the distributed tests use Debian's torchrun (python3-torch), the deployment
-  # recipes' YAML (python3-yaml) and two network namespaces joined by a veth pair (iproute2).
-  PACKAGES+=(python3-torch python3-yaml iproute2)
+  # recipes' YAML (python3-yaml) and two network namespaces joined by a veth pair (iproute2); the
+  # Hjson cross-check a virtual environment with PyPI's hjson (python3-venv, below).
+  PACKAGES+=(python3-torch python3-yaml iproute2 python3-venv)
 fi
 if [[ "${KTF_SETUP_BENCH:-0}" == "1" ]]; then
   PACKAGES+=(python3-matplotlib time)
@@ -41,6 +42,18 @@ if ((${#missing[@]})); then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "ktf setup: all packages present"
+fi
+
+if [[ "${KTF_SETUP_TESTS:-0}" == "1" ]]; then
+  # The reference Hjson reader (PyPI's hjson 3.1.0) for tests/core/hjson_test.cpp.
+  TVENV=${XDG_CACHE_HOME:-$HOME/.cache}/ktf-tests/venv
+  if [[ -x "$TVENV/bin/python" ]] && "$TVENV/bin/python" -c 'import hjson' 2>/dev/null; then
+    echo "ktf setup: hjson present in $TVENV"
+  else
+    echo "ktf setup: installing hjson 3.1.0 from PyPI into $TVENV"
+    python3 -m venv "$TVENV"
+    "$TVENV/bin/pip" install -q --disable-pip-version-check hjson==3.1.0
+  fi
 fi
 
 if [[ "${KTF_TORCH:-1}" == "2" ]]; then

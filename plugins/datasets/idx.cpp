@@ -38,9 +38,25 @@ std::shared_ptr<TensorDataset> make_idx_dataset(
   bool has_test = !test_images.empty() && !test_labels.empty();
   double fraction = parse_validation(validation, has_test);
   auto config = PipelineConfig::from(o, ctx);
+  // Every label a class index: the file and record named here, not libtorch's "Target 12 is out
+  // of bounds" in the middle of training.
+  auto check_labels = [&](const torch::Tensor& labels, const std::string& file) {
+    if (!labels.defined() || labels.numel() == 0) return;
+    auto bad = num_classes > 0 ? (labels < 0).logical_or(labels >= num_classes) : labels < 0;
+    auto where = bad.nonzero();
+    if (where.size(0) == 0) return;
+    const int64_t record = where[0][0].item<int64_t>();
+    throw Error("IDX file '" + file + "': label " + std::to_string(labels[record].item<int64_t>()) +
+                " of record " + std::to_string(record) + " is not a class index" +
+                (num_classes > 0 ? " from 0 to " + std::to_string(num_classes - 1) +
+                                       " (num_classes " + std::to_string(num_classes) + ")"
+                                 : std::string(" (negative)")));
+  };
   TensorSplit train = read_idx_split(train_images, train_labels), valid;
+  check_labels(train.target, train_labels);  // record numbers of the file, before any hold-out
   if (fraction < 0) {
     valid = read_idx_split(test_images, test_labels);
+    check_labels(valid.target, test_labels);
     KTF_CHECK(valid.input.sizes().slice(1) == train.input.sizes().slice(1), "IDX test images '",
               test_images, "' have shape ", valid.input.sizes().slice(1),
               " but the training images have ", train.input.sizes().slice(1));
@@ -48,11 +64,7 @@ std::shared_ptr<TensorDataset> make_idx_dataset(
     std::tie(train, valid) = hold_out(train, fraction, config.seed);
   }
   int64_t classes = std::max(count_classes(train.target), count_classes(valid.target));
-  if (num_classes > 0) {
-    KTF_CHECK(classes <= num_classes, "labels go up to ", classes - 1, " but num_classes is ",
-              num_classes);
-    classes = num_classes;
-  }
+  if (num_classes > 0) classes = num_classes;
   return std::make_shared<TensorDataset>(std::move(train), std::move(valid), std::move(config),
                                          classes, std::move(class_names));
 }

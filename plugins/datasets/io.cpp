@@ -125,14 +125,21 @@ torch::Tensor read_idx(const std::string& path) {
     fail("truncated header (" + std::to_string(data.size()) + " of " + std::to_string(header) +
          " bytes)");
   std::vector<int64_t> dims;
-  uint64_t count = 1;
+  uint64_t count = 1, expected = 0;
+  bool overflow = false;
   for (int d = 0; d < ndim; ++d) {
     uint32_t v = 0;
     for (int i = 0; i < 4; ++i) v = (v << 8) | byte(4 + 4 * d + i);
     dims.push_back(v);
-    count *= v;
+    overflow |= __builtin_mul_overflow(count, uint64_t{v}, &count);
   }
-  uint64_t expected = count * static_cast<uint64_t>(type.size);
+  overflow |= __builtin_mul_overflow(count, static_cast<uint64_t>(type.size), &expected);
+  if (overflow) {
+    std::string shape;
+    for (size_t d = 0; d < dims.size(); ++d) shape += (d ? " x " : "") + std::to_string(dims[d]);
+    fail("the header declares dimensions " + shape +
+         ", more data than any file holds (their product overflows 64 bits)");
+  }
   uint64_t have = data.size() - header;
   if (have < expected)
     fail("truncated: the header declares " + std::to_string(expected) +

@@ -5,9 +5,11 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "hjson.h"
 #include "ktf/error.h"
 
 namespace ktf {
@@ -56,6 +58,9 @@ std::string blank_hash_comments(std::string_view text) {
 }
 
 // SAX handler building a Json tree.
+/// As the Hjson reader's limit (hjson.cpp): a value nested deeper is refused there, with its line.
+constexpr size_t kMaxFastDepth = 512;
+
 class Builder : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Builder> {
  public:
   bool Null() { return put(Json()); }
@@ -71,7 +76,7 @@ class Builder : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Builder> 
   bool String(const char* s, rapidjson::SizeType n, bool) { return put(Json(std::string(s, n))); }
   bool StartObject() {
     stack_.push_back(Json::object());
-    return true;
+    return stack_.size() <= kMaxFastDepth;  // deeper: the Hjson reader reports it
   }
   bool Key(const char* s, rapidjson::SizeType n, bool) {
     keys_.emplace_back(s, n);
@@ -80,7 +85,7 @@ class Builder : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Builder> 
   bool EndObject(rapidjson::SizeType) { return pop(); }
   bool StartArray() {
     stack_.push_back(Json::array());
-    return true;
+    return stack_.size() <= kMaxFastDepth;
   }
   bool EndArray(rapidjson::SizeType) { return pop(); }
 
@@ -219,35 +224,39 @@ void dump_value(std::ostringstream& out, const Json& v, int indent, int depth) {
 }  // namespace
 
 Json Json::parse(std::string_view text, const std::string& source) {
+  // Fast path: JSON with comments and trailing commas, which RapidJSON reads (iteratively, so
+  // depth costs no stack). Anything it refuses goes to the Hjson reader, whose verdict and
+  // errors stand: the dialect is Hjson, a superset (hjson.cpp).
   std::string cleaned = blank_hash_comments(text);
   Builder builder;
   rapidjson::Reader reader;
   rapidjson::StringStream stream(cleaned.c_str());
   constexpr unsigned kFlags = rapidjson::kParseCommentsFlag | rapidjson::kParseTrailingCommasFlag |
-                              rapidjson::kParseNanAndInfFlag | rapidjson::kParseFullPrecisionFlag;
-  rapidjson::ParseResult ok = reader.Parse<kFlags>(stream, builder);
-  if (!ok) {
-    size_t offset = std::min(ok.Offset(), text.size());
-    size_t line = 1, line_start = 0;
-    for (size_t i = 0; i < offset; ++i) {
-      if (text[i] == '\n') {
-        ++line;
-        line_start = i + 1;
-      }
-    }
-    size_t line_end = text.find('\n', line_start);
-    if (line_end == std::string_view::npos) line_end = text.size();
-    std::string quoted(text.substr(line_start, line_end - line_start));
-    size_t column = offset - line_start + 1;
-    std::ostringstream msg;
-    msg << source << ":" << line << ":" << column << ": " << rapidjson::GetParseError_En(ok.Code())
-        << "\n  " << quoted << "\n  " << std::string(column - 1, ' ') << "^";
-    throw Error(msg.str());
-  }
-  return std::move(builder.result);
+                              rapidjson::kParseFullPrecisionFlag | rapidjson::kParseIterativeFlag;
+  // A NUL byte ends RapidJSON's input early: such text goes to the Hjson reader whole.
+  if (text.find('\0') == std::string_view::npos && reader.Parse<kFlags>(stream, builder))
+    return std::move(builder.result);
+  return detail::parse_hjson(text, source);
 }
 
 Json Json::parse_file(const std::string& path) {
+  // Only a regular file of a sane size: a FIFO would block, /dev/zero would never end.
+  constexpr uintmax_t kMaxBytes = uintmax_t{64} << 20;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  if (ec || !fs::exists(status)) throw Error("cannot read config file '" + path + "'");
+  if (!fs::is_regular_file(status)) {
+    const char* what = fs::is_directory(status)                                     ? "a directory"
+                       : fs::is_fifo(status)                                        ? "a FIFO"
+                       : fs::is_character_file(status) || fs::is_block_file(status) ? "a device"
+                                                                                    : "a socket";
+    throw Error("config file '" + path + "' is not a regular file (" + what + ")");
+  }
+  const uintmax_t size = fs::file_size(path, ec);
+  if (!ec && size > kMaxBytes)
+    throw Error("config file '" + path + "' is " + std::to_string(size >> 20) +
+                " MiB: a config may be at most 64 MiB");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot read config file '" + path + "'");
   std::stringstream buf;

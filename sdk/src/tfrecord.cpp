@@ -1,5 +1,7 @@
 #include "ktf/tfrecord.h"
 
+#include <filesystem>
+
 #include <zlib.h>
 
 #include <boost/crc.hpp>
@@ -107,12 +109,17 @@ void TFRecordWriter::close() {
 
 struct TFRecordReader::Impl {
   gzFile gz = nullptr;
+  uint64_t file_size = 0;  ///< of the file on disk (the data's size when it is not compressed)
 };
 
 TFRecordReader::TFRecordReader(const std::string& path)
     : impl_(std::make_unique<Impl>()), path_(path) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
+    throw Error("TFRecord file '" + path + "' is not a regular file");
   impl_->gz = gzopen(path.c_str(), "rb");  // reads plain files transparently
   if (!impl_->gz) throw Error("cannot read TFRecord file '" + path + "': " + std::strerror(errno));
+  impl_->file_size = std::filesystem::file_size(path, ec);
   gzbuffer(impl_->gz, 1 << 17);
 }
 
@@ -147,8 +154,24 @@ bool TFRecordReader::read(std::string& record) {
   if (get_u32(header + 8) != masked_crc32c(std::string_view(header, 8)))
     fail("length CRC mismatch (corrupt record header)");
   if (length > (uint64_t{1} << 34)) fail("implausible record length " + std::to_string(length));
-  record.resize(length);
-  if (read_exact(record.data(), length) < length) fail("truncated data");
+  // A length field is only a claim: an uncompressed file must hold the record, and any file is
+  // read in steps of at most 16 MiB, so a corrupt length costs what the file holds, not 3 GiB.
+  const uint64_t after_header = offset_ + 12;
+  if (gzdirect(impl_->gz) && impl_->file_size >= after_header &&
+      length + 4 > impl_->file_size - after_header)
+    fail("the record claims " + std::to_string(length) + " bytes, the file holds " +
+         std::to_string(impl_->file_size - after_header) +
+         " more (truncated, or a corrupt length)");
+  record.clear();
+  for (uint64_t done = 0; done < length;) {
+    const uint64_t step = std::min<uint64_t>(length - done, uint64_t{16} << 20);
+    record.resize(done + step);
+    const size_t got = read_exact(record.data() + done, step);
+    done += got;
+    if (got < step)
+      fail("truncated data (the record claims " + std::to_string(length) + " bytes, " +
+           std::to_string(done) + " follow)");
+  }
   char footer[4];
   if (read_exact(footer, 4) < 4) fail("truncated data CRC");
   if (get_u32(footer) != masked_crc32c(record)) fail("data CRC mismatch (corrupt record)");

@@ -66,10 +66,38 @@ TEST(Host, BadCommandLineAndMissingConfigExit2) {
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_EQ(missing.output, "ktf-host: cannot read config file '/nonexistent/cfg.json'\n");
   auto comma = ktf::test::scratch_dir("host_comma") + "/cfg.json";
-  std::ofstream(comma) << "{\n  \"model\": {}\n  \"loss\": {}\n}\n";
+  std::ofstream(comma) << "{\n  \"model\": {}\n  \"loss\" {}\n}\n";
   auto parse = host("--plugins " + fixture("good_plugin") + " -c " + comma);
   EXPECT_EQ(parse.exit_code, 2);
-  EXPECT_NE(parse.output.find(comma + ":3:3: Missing a comma"), std::string::npos) << parse.output;
+  EXPECT_NE(parse.output.find(comma + ":3:10: Expecting ':' delimiter"), std::string::npos)
+      << parse.output;
+}
+
+TEST(Host, NumericOptionsOutOfRangeExit2NamingTheOption) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"--threads -3", "ktf-host: --threads '-3': expected 0 (all cores) to 1024\n"},
+      {"--threads 100000", "ktf-host: --threads '100000': expected 0 (all cores) to 1024\n"},
+      {"--seed -1", "ktf-host: --seed '-1': expected an integer from 0 to 18446744073709551615\n"},
+      {"--seed 18446744073709551616",
+       "ktf-host: --seed '18446744073709551616': expected an integer from 0 to "
+       "18446744073709551615\n"},
+      {"--seed 12abc",
+       "ktf-host: --seed '12abc': expected an integer from 0 to 18446744073709551615\n"},
+      {"--shards 0", "ktf-host: --shards '0': expected 1 to 100000\n"},
+      {"--nproc-per-node -2", "ktf-host: --nproc-per-node '-2': expected 0 to 1024\n"},
+      {"--dist-timeout 0",
+       "ktf-host: --dist-timeout '0.000000': expected seconds, more than 0 and at most a week "
+       "(604800)\n"},
+  };
+  for (const auto& [args, message] : cases) {
+    auto r = host("--plugins " + fixture("good_plugin") + " -c /nonexistent.json " + args);
+    EXPECT_EQ(r.exit_code, 2) << args;
+    EXPECT_EQ(r.output, message) << args;
+  }
+  // The largest seed is a seed.
+  auto big = host("--plugins " + fixture("good_plugin") +
+                  " --seed 18446744073709551615 -c /nonexistent/cfg.json");
+  EXPECT_EQ(big.output, "ktf-host: cannot read config file '/nonexistent/cfg.json'\n");
 }
 
 TEST(Host, VersionNamesAbiAndLibtorch) {

@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 #include <ktf/plugin_loader.h>
 
+#include <sys/stat.h>
+
+#include <filesystem>
 #include <fstream>
 
 #include "plugins_fixture.h"
@@ -52,9 +55,13 @@ TEST(Loader, NameIsUnknownBeforeLoadingAndResolvableAfter) {
   auto loss = std::static_pointer_cast<ktf::Loss>(
       ctx.build_any(ktf::Kind::Loss, "test.fixture.GoodLoss", ktf::Json::object(), {}));
   EXPECT_EQ(loss->compute(torch::ones({2, 2}), torch::zeros({2})).item<float>(), 0.0f);
-  // The same plugin twice is refused.
+  // The same file again is the plugin already loaded; another file of the same plugin is refused.
+  EXPECT_EQ(&loader.load(fixture("good_plugin")), &loader.plugins().front());
+  EXPECT_EQ(registry.list().size(), 1u);
+  const std::string copy = ktf::test::scratch_dir("loader_copy") + "/libcopy.so";
+  std::filesystem::copy_file(fixture("good_plugin"), copy);
   try {
-    loader.load(fixture("good_plugin"));
+    loader.load(copy);
     FAIL();
   } catch (const ktf::PluginError& e) {
     EXPECT_EQ(e.stage(), "duplicate");
@@ -102,9 +109,76 @@ TEST(Loader, NonPluginSharedLibrary) {
 TEST(Loader, EmptyFileNamedSo) {
   std::string path = ktf::test::scratch_dir("loader_empty") + "/empty.so";
   std::ofstream(path).close();
-  expect_stage(path, "open", "file too short");
+  expect_stage(path, "open", "not an ELF shared library (0 bytes, no ELF header)");
 }
 
 TEST(Loader, MissingFile) { expect_stage("/nonexistent/libnothing.so", "open", "no such file"); }
+
+/// A copy of the good fixture plugin in a fresh directory, for the file checks below.
+std::string copy_of_good_plugin(const std::string& dir_name) {
+  const std::string dir = ktf::test::scratch_dir(dir_name);
+  const std::string path = dir + "/libcopy.so";
+  std::filesystem::copy_file(fixture("good_plugin"), path);
+  std::filesystem::permissions(path, std::filesystem::perms(0755));
+  return path;
+}
+
+TEST(Loader, AFileCutShortIsRefusedBeforeDlopen) {
+  // dlopen of a truncated library dies of SIGBUS when it touches a page past the end.
+  const std::string path = copy_of_good_plugin("loader_cut");
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
+  expect_stage(path, "open", "the file is cut short (");
+  std::ofstream(path, std::ios::trunc) << "#!/bin/sh\necho not a library\n";
+  expect_stage(path, "open", "not an ELF shared library");
+}
+
+TEST(Loader, PluginsOthersMayWriteAreRefusedWithTheFix) {
+  const std::string path = copy_of_good_plugin("loader_modes");
+  std::filesystem::permissions(path, std::filesystem::perms(0666));
+  expect_stage(path, "open",
+               "the file is writable by other users (mode 0666): anyone who can write it can "
+               "make ktf-host run their code; fix with: chmod go-w '" +
+                   path + "'");
+  std::filesystem::permissions(path, std::filesystem::perms(0755));
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  std::filesystem::permissions(dir, std::filesystem::perms(0777));
+  expect_stage(path, "open", "its directory '" + dir + "' is writable by other users (mode 0777)");
+  std::filesystem::permissions(dir, std::filesystem::perms(01777));  // sticky, as /tmp: others
+  ktf::Registry registry;                                            // cannot replace the file
+  ktf::PluginLoader(registry).load(path);
+  EXPECT_EQ(registry.list().size(), 1u);
+  std::filesystem::permissions(dir, std::filesystem::perms(0755));
+}
+
+TEST(Loader, AFifoADataDescriptorAndAnEmptyDirectoryAreRefused) {
+  const std::string dir = ktf::test::scratch_dir("loader_special");
+  const std::string fifo = dir + "/libfifo.so";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  expect_stage(fifo, "open", "not a regular file (a FIFO)");  // and no hang
+  expect_stage(fixture("data_descriptor"), "entry",
+               "'ktf_plugin_descriptor' is not a function (a data symbol of that name)");
+  const std::string empty = ktf::test::scratch_dir("loader_empty_dir");
+  ktf::Registry registry;
+  try {
+    ktf::PluginLoader(registry).load_all({empty});
+    ADD_FAILURE() << "an empty --plugins directory was accepted";
+  } catch (const ktf::PluginError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "plugin '" + empty + "': open: the directory holds no plugin (no *.so file in it)");
+  }
+  // Default directories may be empty.
+  ktf::PluginLoader(registry).load_all({empty}, /*skip_loaded_names=*/true);
+}
+
+TEST(Loader, OneFileThroughLinksIsLoadedOnce) {
+  const std::string path = copy_of_good_plugin("loader_links");
+  const std::string link = std::filesystem::path(path).parent_path().string() + "/liblink.so";
+  std::filesystem::create_symlink(path, link);
+  ktf::Registry registry;
+  ktf::PluginLoader loader(registry);
+  loader.load_all({path, link, std::filesystem::path(path).parent_path().string()});
+  EXPECT_EQ(loader.plugins().size(), 1u);
+  EXPECT_EQ(registry.list().size(), 1u);
+}
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <ktf/error.h>
 #include <ktf/tfrecord.h>
+#include <zlib.h>
 
 #include <fstream>
 #include <sstream>
@@ -73,7 +74,44 @@ TEST(TFRecord, TruncatedFile) {
     FAIL();
   } catch (const ktf::Error& e) {
     EXPECT_EQ(std::string(e.what()),
-              "TFRecord file '" + path + "': record 0 at byte 0: truncated data");
+              "TFRecord file '" + path +
+                  "': record 0 at byte 0: the record claims 9 bytes, the file holds 2 more "
+                  "(truncated, or a corrupt length)");
+  }
+}
+
+TEST(TFRecord, ALengthFieldClaimingGigabytesReadsOnlyWhatTheFileHolds) {
+  // 76 bytes whose first header claims 3 GiB (with a valid header CRC): refused at once, plain
+  // or compressed, without allocating the claim.
+  const std::string dir = ktf::test::scratch_dir("tfr_bomb");
+  std::string header(12, '\0');
+  const uint64_t claim = uint64_t{3} << 30;
+  for (int i = 0; i < 8; ++i) header[i] = static_cast<char>((claim >> (8 * i)) & 0xff);
+  const uint32_t crc = ktf::masked_crc32c(std::string_view(header.data(), 8));
+  for (int i = 0; i < 4; ++i) header[8 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
+  const std::string bytes = header + std::string(64, 'z');
+  for (bool gz : {false, true}) {
+    const std::string path = dir + (gz ? "/bomb.tfrecord.gz" : "/bomb.tfrecord");
+    if (gz) {
+      gzFile f = gzopen(path.c_str(), "wb");
+      gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
+      gzclose(f);
+    } else {
+      std::ofstream(path, std::ios::binary) << bytes;
+    }
+    ktf::TFRecordReader reader(path);
+    std::string rec;
+    try {
+      reader.read(rec);
+      ADD_FAILURE() << path << " was read";
+    } catch (const ktf::Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find(gz ? "truncated data (the record claims 3221225472 bytes, 64 follow)"
+                          : "the record claims 3221225472 bytes, the file holds 64 more"),
+                std::string::npos)
+          << m;
+    }
+    EXPECT_LT(rec.capacity(), size_t{64} << 20) << "allocated the claimed length";
   }
 }
 

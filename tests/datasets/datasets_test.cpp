@@ -462,6 +462,29 @@ TEST(IdxErrors, MissingFilesBadMagicCountsTruncationCorruptGzip) {
               build_with(good_img, dir + "/fewer");
             }).find("(10000 images) and '" + dir + "/fewer' (9999 labels): counts differ"),
             std::string::npos);
+  // Dimensions whose product overflows 64 bits: refused by the size check, not allocated.
+  std::string huge = images.substr(0, 16);
+  for (int i = 4; i < 16; ++i) huge[i] = static_cast<char>(0xff);
+  spit(dir + "/huge", huge + std::string(64, '\0'));
+  EXPECT_NE(error_of([&] { build_with(dir + "/huge", good_lab); })
+                .find("IDX file '" + dir +
+                      "/huge': the header declares dimensions 4294967295 x 4294967295 x "
+                      "4294967295, more data than any file holds (their product overflows 64 "
+                      "bits)"),
+            std::string::npos);
+  // A label no class index: the file and the record named, at build time (exit code 2).
+  std::string big_label = labels;
+  big_label[8 + 123] = 12;
+  spit(dir + "/label12", big_label);
+  const std::string label_error = error_of([&] {
+    dataset(R"({"ktf.datasets.from_idx": {"train_images": ")" + good_img +
+            R"(", "train_labels": ")" + dir + R"(/label12", "num_classes": 10}})");
+  });
+  EXPECT_NE(label_error.find("IDX file '" + dir +
+                             "/label12': label 12 of record 123 is not a class index from 0 to 9 "
+                             "(num_classes 10)"),
+            std::string::npos)
+      << label_error;
   spit(dir + "/truncated", images.substr(0, 5000));
   EXPECT_NE(error_of([&] { build_with(dir + "/truncated", good_lab); })
                 .find("IDX file '" + dir +

@@ -160,6 +160,22 @@ TEST(EngineEvaluate, ReportsTheMetricsTheRunEndedWith) {
   EXPECT_EQ(eval.at("examples").as_int(), 32);
   EXPECT_NEAR(eval.at("accuracy").as_number(), last.at("val_accuracy").as_number(), 1e-12);
   EXPECT_NEAR(eval.at("loss").as_number(), last.at("val_loss").as_number(), 1e-6);
+
+  // Weights of another model (hidden [24], not [16]) in the run: refused, naming the first tensor.
+  std::string other = kTwoCycles;
+  other.replace(other.find("\"hidden\": [16]"), 14, "\"hidden\": [24]");
+  const std::string out2 = ktf::test::scratch_dir("engine_evaluate_other");
+  ASSERT_EQ(host("-c " + write_config("evaluate_other", other) + " -o " + out2).exit_code, 0);
+  fs::copy_file(out2 + "/weights/cycle-2.pt", out + "/weights/cycle-2.pt",
+                fs::copy_options::overwrite_existing);
+  auto wrong = host("--evaluate " + out + " --quiet");
+  EXPECT_EQ(wrong.exit_code, 2) << wrong.output;
+  EXPECT_NE(wrong.output.find("weights '" + out +
+                              "/weights/cycle-2.pt' do not match the model built from the run's "
+                              "config: '"),
+            std::string::npos)
+      << wrong.output;
+  EXPECT_NE(wrong.output.find("in the file and [16"), std::string::npos) << wrong.output;
 }
 
 TEST(EngineLogs, IntegersStayIntegersInMetricsJsonl) {

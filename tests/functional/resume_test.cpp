@@ -399,7 +399,7 @@ TEST_F(Resume, ANonFiniteLossStopsNamingTheStepAndTheLastGoodCheckpoint) {
 TEST_F(Resume, UnwritableDirectoriesAndAFullDiskGiveAClearErrorAndKeepTheCheckpoint) {
   std::ofstream(dir_ + "/a_file") << "x";
   auto bad = ktf::test::run_command(host_command(dir_, "-o " + dir_ + "/a_file/run"));
-  EXPECT_EQ(bad.exit_code, 1) << bad.output;
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;  // a bad -o: the command line's fault
   EXPECT_NE(bad.output.find("cannot create directory '" + dir_ + "/a_file/run'"), std::string::npos)
       << bad.output;
   EXPECT_EQ(std::count(bad.output.begin(), bad.output.end(), '\n'), 1) << bad.output;

@@ -159,9 +159,14 @@ struct RunFiles {
   /// Checks that the directory and its subdirectories can be written before anything trains; a
   /// resumed run appends to metrics.jsonl (cut back to the checkpoint's length later).
   RunFiles(fs::path run_dir, bool resuming) : dir(std::move(run_dir)) {
-    check_writable_directory(dir);
-    check_writable_directory(dir / "weights");
-    check_writable_directory(dir / "checkpoints");
+    // An unusable run directory (-o) is a bad command line: exit code 2, before anything runs.
+    try {
+      check_writable_directory(dir);
+      check_writable_directory(dir / "weights");
+      check_writable_directory(dir / "checkpoints");
+    } catch (const Error& e) {
+      throw Error(e.what(), {}, kExitConfig);
+    }
     log = std::make_shared<std::ofstream>(dir / "log.txt", std::ios::app);
     if (!*log) throw Error("cannot write '" + (dir / "log.txt").string() + "'", {}, kExitRuntime);
     metrics->open(dir / "metrics.jsonl", /*fresh=*/!resuming);

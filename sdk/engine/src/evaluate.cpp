@@ -7,6 +7,7 @@
 #include "ktf/config.h"
 #include "ktf/cycle.h"
 #include "ktf/environment.h"
+#include "ktf/network.h"
 #include "ktf/train.h"
 
 namespace ktf {
@@ -40,12 +41,32 @@ EvaluateResult evaluate(const EvaluateOptions& options, Registry& registry) {
   const std::string& label = built.label;
   auto dataset = built.dataset;
   auto model = built.model;
+  // libtorch's load takes each tensor's shape from the file: compare with the model the config
+  // builds, so weights of another model are refused, naming the first tensor that differs.
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
+  for (const auto& p : model->named_parameters())
+    shapes.emplace_back(p.key(), p.value().sizes().vec());
+  for (const auto& b : model->named_buffers())
+    shapes.emplace_back(b.key(), b.value().sizes().vec());
   try {
     auto module = std::static_pointer_cast<torch::nn::Module>(model);
     torch::load(module, weights.string());
   } catch (const c10::Error& e) {
+    std::string msg = e.what_without_backtrace();
     throw Error("cannot load weights '" + weights.string() +
-                "' into the model: " + e.what_without_backtrace());
+                "' into the model built from the run's config: " + msg.substr(0, msg.find('\n')));
+  }
+  auto params = model->named_parameters();
+  auto buffers = model->named_buffers();
+  for (const auto& [name, before] : shapes) {
+    const torch::Tensor* t = params.find(name);
+    if (!t) t = buffers.find(name);
+    if (t && t->sizes().vec() != before)
+      throw Error("weights '" + weights.string() +
+                  "' do not match the model built from the run's "
+                  "config: '" +
+                  name + "' has shape " + shape_str(t->sizes().vec()) + " in the file and " +
+                  shape_str(before) + " in the model");
   }
   model->to(device);
   const auto format = choose_memory_format(*model, options.memory_format);

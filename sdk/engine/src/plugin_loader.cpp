@@ -2,11 +2,18 @@
 
 #define BOOST_DLL_USE_STD_FS
 #include <dlfcn.h>
+#include <elf.h>
+#include <grp.h>
+#include <link.h>
+#include <pwd.h>
+#include <sys/stat.h>
+
 #include <boost/dll/shared_library.hpp>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <set>
@@ -45,6 +52,98 @@ std::string file_hash(const std::filesystem::path& file) {
 
 std::string str(const char* s) { return s ? s : ""; }
 
+#if defined(__x86_64__)
+constexpr uint16_t kHostMachine = EM_X86_64;
+#elif defined(__aarch64__)
+constexpr uint16_t kHostMachine = EM_AARCH64;
+#else
+constexpr uint16_t kHostMachine = EM_NONE;  // not checked
+#endif
+
+/// True when users other than the file's owner may write through the group bit: the group is not
+/// the owner's own (a user-private group with no other member, as Debian's umask 002 gives), as
+/// Debian's ssh decides for group-writable key files.
+bool group_writable_by_others(const struct stat& st) {
+  if (!(st.st_mode & S_IWGRP)) return false;
+  const struct passwd* owner = ::getpwuid(st.st_uid);
+  const struct group* group = ::getgrgid(st.st_gid);
+  if (!owner || !group || owner->pw_gid != st.st_gid) return true;
+  for (char** member = group->gr_mem; member && *member; ++member)
+    if (std::strcmp(*member, owner->pw_name) != 0) return true;
+  return false;
+}
+
+std::string octal_mode(mode_t mode) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 07777));
+  return buf;
+}
+
+/// What must hold before a file is handed to dlopen (which runs its code and maps it whole): a
+/// regular file nobody else may rewrite, in a directory nobody else may swap it in, holding a
+/// complete ELF shared object for this machine. dlopen of a file cut short dies of SIGBUS when
+/// the loader touches a page past its end; the checks here turn that into a message.
+void check_plugin_file(const std::filesystem::path& file, const std::string& path) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) throw PluginError(path, "open", "no such file");
+  if (S_ISDIR(st.st_mode)) throw PluginError(path, "open", "is a directory");
+  if (!S_ISREG(st.st_mode))
+    throw PluginError(path, "open",
+                      std::string("not a regular file (") +
+                          (S_ISFIFO(st.st_mode)                         ? "a FIFO"
+                           : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                                        : "a socket") +
+                          ")");
+  // As ssh refuses a key file others may write: whoever can rewrite the plugin runs code as you.
+  if ((st.st_mode & S_IWOTH) || group_writable_by_others(st))
+    throw PluginError(path, "open",
+                      "the file is writable by other users (mode " + octal_mode(st.st_mode) +
+                          "): anyone who can write it can make ktf-host run their code; fix "
+                          "with: chmod go-w '" +
+                          file.string() + "'");
+  const std::filesystem::path dir = file.parent_path().empty() ? "." : file.parent_path();
+  struct stat ds {};
+  if (::stat(dir.c_str(), &ds) == 0 &&
+      (group_writable_by_others(ds) || ((ds.st_mode & S_IWOTH) && !(ds.st_mode & S_ISVTX))))
+    throw PluginError(path, "open",
+                      "its directory '" + dir.string() + "' is writable by other users (mode " +
+                          octal_mode(ds.st_mode) +
+                          "): anyone could put another file in its place; fix with: chmod go-w '" +
+                          dir.string() + "'");
+  const auto size = static_cast<uint64_t>(st.st_size);
+  std::ifstream in(file, std::ios::binary);
+  Elf64_Ehdr eh{};
+  if (!in.read(reinterpret_cast<char*>(&eh), sizeof eh) ||
+      std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
+    throw PluginError(
+        path, "open",
+        "not an ELF shared library (" + std::to_string(size) + " bytes, no ELF header)");
+  if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_type != ET_DYN ||
+      (kHostMachine != EM_NONE && eh.e_machine != kHostMachine))
+    throw PluginError(path, "open",
+                      "not a 64-bit shared library for this machine (ELF type " +
+                          std::to_string(eh.e_type) + ", machine " + std::to_string(eh.e_machine) +
+                          ")");
+  auto beyond = [&](uint64_t offset, uint64_t count, uint64_t entry) {
+    return offset > size || count * entry > size - offset;
+  };
+  const std::string cut = "the file is cut short (" + std::to_string(size) + " bytes): its ";
+  if (beyond(eh.e_phoff, eh.e_phnum, eh.e_phentsize) || eh.e_phentsize != sizeof(Elf64_Phdr))
+    throw PluginError(path, "open", cut + "program headers end past it");
+  if (eh.e_shnum && beyond(eh.e_shoff, eh.e_shnum, eh.e_shentsize))
+    throw PluginError(path, "open", cut + "section headers end past it");
+  in.seekg(static_cast<std::streamoff>(eh.e_phoff));
+  for (uint16_t i = 0; i < eh.e_phnum; ++i) {
+    Elf64_Phdr ph{};
+    if (!in.read(reinterpret_cast<char*>(&ph), sizeof ph))
+      throw PluginError(path, "open", cut + "program headers cannot be read");
+    if (ph.p_type == PT_LOAD && beyond(ph.p_offset, 1, ph.p_filesz))
+      throw PluginError(path, "open",
+                        cut + "segment " + std::to_string(i) + " needs " +
+                            std::to_string(ph.p_offset + ph.p_filesz) + " bytes");
+  }
+}
+
 }  // namespace
 
 PluginError::PluginError(std::string path, std::string stage, std::string reason)
@@ -55,9 +154,14 @@ PluginError::PluginError(std::string path, std::string stage, std::string reason
 
 const LoadedPlugin& PluginLoader::load(const std::filesystem::path& file) {
   const std::string path = file.string();
+  check_plugin_file(file, path);
+  // One real file is loaded once, whatever the links or paths that name it.
   std::error_code ec;
-  if (!std::filesystem::exists(file, ec)) throw PluginError(path, "open", "no such file");
-  if (std::filesystem::is_directory(file, ec)) throw PluginError(path, "open", "is a directory");
+  const std::string real = std::filesystem::canonical(file, ec).string();
+  for (const auto& p : plugins_) {
+    std::error_code pec;
+    if (!ec && std::filesystem::canonical(p.path, pec).string() == real && !pec) return p;
+  }
 
   auto lib = std::make_unique<boost::dll::shared_library>();
   boost::dll::fs::error_code load_ec;
@@ -73,6 +177,20 @@ const LoadedPlugin& PluginLoader::load(const std::filesystem::path& file) {
                       std::string("no '") + kEntryPoint +
                           "' symbol: not a ktf plugin (build it with ktf_add_plugin() and "
                           "KTF_PLUGIN(...))");
+  }
+  // The entry point must be a function: calling a data symbol of that name jumps into data.
+  {
+    void* address = ::dlsym(lib->native(), kEntryPoint);
+    Dl_info info{};
+    const ElfW(Sym)* symbol = nullptr;
+    if (!address ||
+        !::dladdr1(address, &info, reinterpret_cast<void**>(const_cast<ElfW(Sym)**>(&symbol)),
+                   RTLD_DL_SYMENT) ||
+        !symbol || ELF64_ST_TYPE(symbol->st_info) != STT_FUNC)
+      throw PluginError(path, "entry",
+                        std::string("'") + kEntryPoint +
+                            "' is not a function (a data symbol of that name): not a ktf plugin "
+                            "(build it with ktf_add_plugin() and KTF_PLUGIN(...))");
   }
   using EntryFn = const PluginDescriptor*() noexcept;
   const PluginDescriptor* d = lib->get<EntryFn>(kEntryPoint)();
@@ -149,11 +267,16 @@ void PluginLoader::load_all(const std::vector<std::string>& sources, bool skip_l
       for (const auto& entry : std::filesystem::directory_iterator(p, ec))
         if (entry.path().extension() == ".so") files.push_back(entry.path());
       std::sort(files.begin(), files.end());
+      // A directory named on purpose (--plugins) that holds no plugin is a mistake worth saying;
+      // the default ones (KTF_PLUGIN_PATH, the installed directory) may be empty.
+      if (files.empty() && !skip_loaded_names)
+        throw PluginError(source, "open", "the directory holds no plugin (no *.so file in it)");
     } else {
       files.push_back(p);
     }
     for (const auto& f : files) {
       if (skip_loaded_names) {
+        check_plugin_file(f, f.string());  // before the probe's dlopen runs anything of it
         // Default directories: skip a plugin already loaded from an explicit source (an installed
         // copy of a plugin being developed from its build tree).
         boost::dll::fs::error_code lec;

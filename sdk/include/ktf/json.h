@@ -1,8 +1,9 @@
 // ktf/json.h — the JSON value every config, spec default and log line is made of.
 //
-// Configs are JSON with `#`, `//` and `/* */` comments and trailing commas (the original tool read
-// hjson). `Json::parse` accepts that dialect and reports errors as `file:line:column: message`,
-// quoting the offending line. Objects keep their keys in the order written.
+// Configs are Hjson, as the original tool read them: JSON plus `#`, `//` and `/* */` comments,
+// commas optional at line ends, unquoted keys and quoteless strings (docs/config.md). `Json::parse`
+// accepts that dialect and reports errors as `file:line:column: message`, quoting the offending
+// line. Objects keep their keys in the order written.
 //
 //   ktf::Json cfg = ktf::Json::parse(R"({"num_outputs": 10, # classes
 //                                        "hidden": [256, 128],})", "inline");
@@ -48,10 +49,14 @@ class Json {
     return Json(Object(items.begin(), items.end()));
   }
 
-  /// Parses the config dialect (comments, trailing commas). `source` names the text in errors.
-  /// Throws ktf::Error "source:line:col: message" followed by the quoted line and a caret.
+  /// Parses the config dialect, Hjson (a superset of JSON: comments, optional and trailing commas,
+  /// unquoted keys, quoteless, single-quoted and triple-quoted multi-line strings, a root object
+  /// without braces). Numbers must be finite (NaN and Infinity read as quoteless strings),
+  /// nesting at most 512 deep. `source` names the text in errors: ktf::Error
+  /// "source:line:col: message" followed by the quoted line (at most 100 characters) and a caret.
   static Json parse(std::string_view text, const std::string& source = "<config>");
-  /// Reads and parses a file; a missing or unreadable file is a ktf::Error naming the path.
+  /// Reads and parses a file; a missing or unreadable file, one that is not a regular file (a
+  /// FIFO, a device, a directory) or one over 64 MiB is a ktf::Error naming the path.
   static Json parse_file(const std::string& path);
 
   Type type() const { return static_cast<Type>(v_.index()); }
