@@ -19,7 +19,12 @@ function(ktf_add_plugin name)
     VISIBILITY_INLINES_HIDDEN ON
     POSITION_INDEPENDENT_CODE ON
     DEFINE_SYMBOL "")
-  target_link_options(${name} PRIVATE -Wl,--no-undefined -Wl,--as-needed)
+  if(KTF_SANITIZE AND CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    # clang's sanitizer runtimes live in the executable: a plugin leaves their symbols undefined.
+    target_link_options(${name} PRIVATE -Wl,--as-needed)
+  else()
+    target_link_options(${name} PRIVATE -Wl,--no-undefined -Wl,--as-needed)
+  endif()
   target_compile_options(${name} PRIVATE -Wall -Wextra)
   if(DEFINED KTF_PLUGIN_OUTPUT_DIR)
     # In-tree: plugins land in build/plugins and, installed, in <prefix>/lib/ktf/plugins.

@@ -2,6 +2,7 @@
 # Installs every Debian package ktf needs to build, test and benchmark.
 # Idempotent: packages already present are skipped; runs apt-get only when something is missing.
 #   KTF_SETUP_TESTS=1 ./scripts/setup.sh   also what the tests need (scripts/test.sh sets it)
+#   KTF_SETUP_FUZZ=1 ./scripts/setup.sh    also clang and libFuzzer (scripts/fuzz.sh sets it)
 #   KTF_TORCH=2 ./scripts/setup.sh   also installs PyTorch 2.11 from PyPI into a virtual environment
 #                                    (${KTF_TORCH2_VENV:-~/.cache/ktf-torch2/venv}): the optional
 #                                    second configuration, ktf built on the wheel's libtorch.
@@ -25,6 +26,10 @@ fi
 if [[ "${KTF_SETUP_BENCH:-0}" == "1" ]]; then
   PACKAGES+=(python3-matplotlib time)
 fi
+if [[ "${KTF_SETUP_FUZZ:-0}" == "1" ]]; then
+  # scripts/fuzz.sh: clang with libFuzzer and the sanitizer runtimes.
+  PACKAGES+=(clang libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -45,14 +50,18 @@ else
 fi
 
 if [[ "${KTF_SETUP_TESTS:-0}" == "1" ]]; then
-  # The reference Hjson reader (PyPI's hjson 3.1.0) for tests/core/hjson_test.cpp.
+  # The reference implementations the tests compare ktf with, from PyPI: the Hjson reader (hjson
+  # 3.1.0, tests/core/hjson_test.cpp) and TensorFlow with TensorBoard (tensorflow-cpu and
+  # tensorboard 2.21.0, tests/crosscheck/). pip keeps the wheels in ~/.cache/pip.
   TVENV=${XDG_CACHE_HOME:-$HOME/.cache}/ktf-tests/venv
-  if [[ -x "$TVENV/bin/python" ]] && "$TVENV/bin/python" -c 'import hjson' 2>/dev/null; then
-    echo "ktf setup: hjson present in $TVENV"
+  if [[ -x "$TVENV/bin/python" ]] &&
+     "$TVENV/bin/python" -c 'import hjson, tensorflow, tensorboard' 2>/dev/null; then
+    echo "ktf setup: hjson, tensorflow-cpu and tensorboard present in $TVENV"
   else
-    echo "ktf setup: installing hjson 3.1.0 from PyPI into $TVENV"
-    python3 -m venv "$TVENV"
-    "$TVENV/bin/pip" install -q --disable-pip-version-check hjson==3.1.0
+    echo "ktf setup: installing hjson, tensorflow-cpu and tensorboard from PyPI into $TVENV"
+    [[ -x "$TVENV/bin/python" ]] || python3 -m venv "$TVENV"
+    "$TVENV/bin/pip" install -q --disable-pip-version-check hjson==3.1.0 tensorflow-cpu==2.21.0 \
+      tensorboard==2.21.0
   fi
 fi
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <map>
@@ -72,6 +73,11 @@ struct Table {
 
 Table read_table(const std::string& path, const CsvOptions& o) {
   std::string text = read_file(path, "CSV file");
+  if (size_t nul = text.find('\0'); nul != std::string::npos)
+    throw Error("CSV file '" + path + "': line " +
+                std::to_string(1 + std::count(text.begin(), text.begin() + nul, '\n')) +
+                " holds a NUL byte (byte " + std::to_string(nul) +
+                "): a CSV file is text; is it a binary file?");
   Table t;
   size_t pos = 0;
   int64_t line_no = 0;
@@ -139,7 +145,10 @@ TensorSplit to_tensors(const Table& t, size_t label, const std::string& path, co
         if (named_labels) {
           yp[r] = names.at(cell);
         } else {
-          yp[r] = std::stoll(cell);
+          const char* first = cell.data() + (cell[0] == '+' ? 1 : 0);
+          auto [end, ec] = std::from_chars(first, cell.data() + cell.size(), yp[r]);
+          KTF_CHECK(ec == std::errc() && end == cell.data() + cell.size(), where(), ": label '",
+                    cell, "' is not a class index (an integer too large)");
         }
         continue;
       }
@@ -152,10 +161,19 @@ TensorSplit to_tensors(const Table& t, size_t label, const std::string& path, co
         char* end = nullptr;
         errno = 0;
         v = std::strtod(cell.c_str(), &end);
-        KTF_CHECK(end && *end == '\0' && errno == 0, where(), ": '", cell, "' is not a number");
+        KTF_CHECK(end == cell.c_str() + cell.size() && errno == 0, where(), ": '", cell,
+                  "' is not a number");
+        KTF_CHECK(std::isfinite(v), where(), ": '", cell, "' is not a finite number");
       }
       xp[r * f + k++] = static_cast<float>(v);
     }
+  }
+  if (!named_labels) {
+    const int64_t r = first_bad_label(y, o.num_classes);
+    if (r >= 0)
+      throw Error("CSV file '" + path + "': line " + std::to_string(t.line_numbers[r]) +
+                  ", column '" + t.columns[label] + "': label " + std::to_string(yp[r]) +
+                  not_a_class_index(yp[r], o.num_classes));
   }
   return {x, y};
 }

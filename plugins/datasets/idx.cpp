@@ -41,16 +41,11 @@ std::shared_ptr<TensorDataset> make_idx_dataset(
   // Every label a class index: the file and record named here, not libtorch's "Target 12 is out
   // of bounds" in the middle of training.
   auto check_labels = [&](const torch::Tensor& labels, const std::string& file) {
-    if (!labels.defined() || labels.numel() == 0) return;
-    auto bad = num_classes > 0 ? (labels < 0).logical_or(labels >= num_classes) : labels < 0;
-    auto where = bad.nonzero();
-    if (where.size(0) == 0) return;
-    const int64_t record = where[0][0].item<int64_t>();
-    throw Error("IDX file '" + file + "': label " + std::to_string(labels[record].item<int64_t>()) +
-                " of record " + std::to_string(record) + " is not a class index" +
-                (num_classes > 0 ? " from 0 to " + std::to_string(num_classes - 1) +
-                                       " (num_classes " + std::to_string(num_classes) + ")"
-                                 : std::string(" (negative)")));
+    const int64_t record = first_bad_label(labels, num_classes);
+    if (record < 0) return;
+    const int64_t label = labels[record].item<int64_t>();
+    throw Error("IDX file '" + file + "': label " + std::to_string(label) + " of record " +
+                std::to_string(record) + not_a_class_index(label, num_classes));
   };
   TensorSplit train = read_idx_split(train_images, train_labels), valid;
   check_labels(train.target, train_labels);  // record numbers of the file, before any hold-out

@@ -61,13 +61,14 @@ Listing list_images(const std::string& dir, const std::vector<std::string>& clas
     for (const auto& e : fs::directory_iterator(sub, ec))
       if (e.is_regular_file() && is_image(e.path())) files.push_back(e.path().string());
     std::sort(files.begin(), files.end());
+    // A class no example has would still be a class of the model's output: refuse it.
+    KTF_CHECK(!files.empty(), arg, " '", dir, "': class folder '", classes[c],
+              "' holds no .png/.jpg/.jpeg images (remove the folder, or add its images)");
     for (auto& f : files) {
       l.files.push_back(std::move(f));
       l.labels.push_back(static_cast<int64_t>(c));
     }
   }
-  KTF_CHECK(!l.files.empty(), arg, " '", dir,
-            "' has no .png/.jpg/.jpeg images in its class folders");
   return l;
 }
 

@@ -10,20 +10,53 @@
 #include <set>
 
 #include <ktf/error.h>
+#include <ktf/memory.h>
 
 namespace ktf::datasets {
+
+int64_t first_bad_label(const torch::Tensor& labels, int64_t num_classes) {
+  if (!labels.defined() || labels.numel() == 0) return -1;
+  const int64_t limit = num_classes > 0 ? num_classes : kMaxInferredClasses;
+  auto where = (labels < 0).logical_or(labels >= limit).reshape({-1}).nonzero();
+  return where.size(0) == 0 ? -1 : where[0][0].item<int64_t>();
+}
+
+std::string not_a_class_index(int64_t label, int64_t num_classes) {
+  if (num_classes > 0)
+    return " is not a class index from 0 to " + std::to_string(num_classes - 1) + " (num_classes " +
+           std::to_string(num_classes) + ")";
+  if (label < 0) return " is not a class index (negative)";
+  return " is too large for a class index counted from the labels (set num_classes to have more "
+         "than " +
+         std::to_string(kMaxInferredClasses) + " classes)";
+}
 
 std::string read_file(const std::string& path, const std::string& what) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw Error(what + " '" + path + "' not found");
   if (std::filesystem::is_directory(path, ec))
     throw Error(what + " '" + path + "' is a directory, expected a file");
+  // A file larger than memory (or a GZIP file inflating to more) is refused, not read until the
+  // kernel kills the process.
+  const auto size = std::filesystem::file_size(path, ec);
+  if (!ec) check_memory(size, "reading " + what + " '" + path + "'");
   gzFile gz = gzopen(path.c_str(), "rb");  // plain files are read transparently
   if (!gz) throw Error("cannot read " + what + " '" + path + "': " + std::strerror(errno));
   gzbuffer(gz, 1 << 18);
   std::string out;
   char buf[1 << 16];
+  size_t checked = size_t{256} << 20;
   for (;;) {
+    if (out.size() >= checked) {
+      checked *= 2;
+      try {
+        check_memory(checked, "decompressing " + what + " '" + path + "' (" +
+                                  size_text(out.size()) + " so far)");
+      } catch (...) {
+        gzclose(gz);
+        throw;
+      }
+    }
     int n = gzread(gz, buf, sizeof buf);
     if (n < 0) {
       int err = 0;

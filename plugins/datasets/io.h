@@ -17,6 +17,16 @@ std::string read_file(const std::string& path, const std::string& what);
 std::vector<std::string> expand_globs(const std::vector<std::string>& patterns,
                                       const std::string& arg);
 
+/// Where labels [N] stop being class indices: the first entry that is negative, at least
+/// num_classes (when num_classes > 0) or, with num_classes 0 (classes counted from the labels),
+/// at least kMaxInferredClasses. Returns -1 when every label is a class index.
+int64_t first_bad_label(const torch::Tensor& labels, int64_t num_classes);
+constexpr int64_t kMaxInferredClasses = int64_t{1} << 24;
+
+/// "label 12 ... is not a class index from 0 to 9 (num_classes 10)": the text after the label
+/// and its position, for a label first_bad_label() found.
+std::string not_a_class_index(int64_t label, int64_t num_classes);
+
 /// Reads an IDX file (MNIST format, raw or .gz) into a tensor of its dtype and dimensions.
 /// Errors name the file: wrong magic, unknown type, truncated data, trailing bytes.
 torch::Tensor read_idx(const std::string& path);

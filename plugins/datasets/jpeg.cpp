@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include <ktf/error.h>
+#include <ktf/image.h>
 
 namespace ktf::datasets {
 namespace {
@@ -51,6 +52,16 @@ torch::Tensor decode_jpeg(std::string_view data, const std::string& context, int
                static_cast<unsigned long>(data.size()));
   jpeg_read_header(&cinfo, TRUE);
   int c = channels ? channels : (cinfo.num_components == 1 ? 1 : 3);
+  // Checked before allocating: a few hundred bytes may declare 65000 x 65000 pixels.
+  const uint64_t bytes =
+      uint64_t{cinfo.image_width} * cinfo.image_height * static_cast<uint64_t>(c);
+  if (bytes > kMaxDecodedImageBytes) {
+    const std::string size =
+        std::to_string(cinfo.image_width) + " x " + std::to_string(cinfo.image_height);
+    jpeg_destroy_decompress(&cinfo);
+    throw Error(context + ": cannot decode JPEG (" + size + " pixels: more than the " +
+                std::to_string(kMaxDecodedImageBytes >> 20) + " MiB an image may decode to)");
+  }
   cinfo.out_color_space = c == 1 ? JCS_GRAYSCALE : JCS_RGB;
   jpeg_start_decompress(&cinfo);
   out = torch::empty({static_cast<int64_t>(cinfo.output_height),

@@ -48,8 +48,18 @@ std::shared_ptr<Dataset> make_synthetic(const SyntheticOptions& o, BuildContext&
   KTF_CHECK(o.separation >= 0, "separation must be >= 0, got ", o.separation);
   auto config = PipelineConfig::from(o, ctx);
   KTF_CHECK(config.to_float, "dtype must be float32 for synthetic data");
-  int64_t dim = 1;
-  for (auto d : o.input_shape) dim *= d;
+  // Sizes computed with overflow checks: input_shape [100000, 100000, 100000] wraps an int64.
+  int64_t dim = 1, elements = 0;
+  bool overflow = false;
+  for (auto d : o.input_shape) overflow |= __builtin_mul_overflow(dim, d, &dim);
+  int64_t rows = 0;
+  overflow |= __builtin_add_overflow(o.num_examples, o.num_valid, &rows);
+  overflow |= __builtin_add_overflow(rows, o.num_classes, &rows);
+  overflow |= __builtin_mul_overflow(rows, dim, &elements);
+  overflow |= __builtin_mul_overflow(elements, int64_t{4}, &elements);
+  KTF_CHECK(!overflow, "input_shape ", torch::IntArrayRef(o.input_shape), " with ", o.num_examples,
+            " + ", o.num_valid,
+            " examples is more data than any machine holds (its size overflows 64 bits)");
   auto gen = make_generator(static_cast<uint64_t>(o.data_seed));
   auto dirs = torch::randn({o.num_classes, dim}, gen, torch::kFloat32);
   auto centres = dirs / dirs.norm(2, 1, true) * (o.separation / std::sqrt(2.0));

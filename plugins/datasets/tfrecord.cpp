@@ -269,6 +269,7 @@ struct Layout {
   int64_t interleave = 0;
   bool shuffle_files = false;
   bool shard_by_file = false;  ///< distributed: each rank reads whole files, else every n-th record
+  int64_t num_classes = -1;    ///< > 0: every scalar int64 label is checked to be a class index
 };
 
 /// Raw (undecoded-to-float) input of `n` examples from a [n, numel] buffer.
@@ -327,6 +328,15 @@ class TFRecordCursor : public Cursor {
       auto example = parse_example(r->data, context);
       decode_feature(example, layout_.input, in + n * in_row, context);
       decode_feature(example, layout_.label, tg + n * tg_row, context);
+      if (layout_.num_classes > 0 && layout_.label.dtype == torch::kLong &&
+          layout_.label.numel() == 1) {
+        int64_t label;
+        std::memcpy(&label, tg + n * tg_row, sizeof label);
+        if (label < 0 || label >= layout_.num_classes)
+          throw Error(context + ": label " + std::to_string(label) +
+                      " is not a class index from 0 to " + std::to_string(layout_.num_classes - 1) +
+                      " (num_classes " + std::to_string(layout_.num_classes) + ")");
+      }
     }
     if (n == 0 || (n < bs && config_.drop_last)) return std::nullopt;
     Batch b;
@@ -547,6 +557,7 @@ std::shared_ptr<Dataset> make_from_tfrecord(const FromTFRecordOptions& o, BuildC
   if (!o.validation_files.empty())
     valid_files = expand_globs(o.validation_files, "validation_files");
   Json features, info;
+  std::string info_path;
   const auto* given = o.features ? std::get_if<JsonObject>(&*o.features) : nullptr;
   if (given) {
     features = given->value;
@@ -558,6 +569,7 @@ std::shared_ptr<Dataset> make_from_tfrecord(const FromTFRecordOptions& o, BuildC
     KTF_CHECK(std::filesystem::exists(path), "features: no spec given and '", path,
               "' not found (write one, or give features {key: {dtype, shape, encoding}})");
     info = Json::parse_file(path);
+    info_path = path;
     const Json* f = info.find("features");
     KTF_CHECK(f && f->is_object(), "features file '", path, "' has no \"features\" object");
     features = *f;
@@ -581,8 +593,13 @@ std::shared_ptr<Dataset> make_from_tfrecord(const FromTFRecordOptions& o, BuildC
   auto config = PipelineConfig::from(o, ctx);
   int64_t num_classes = o.num_classes > 0 ? o.num_classes : -1;
   std::vector<std::string> names;
-  if (const Json* nc = info.find("num_classes"); nc && nc->is_int() && o.num_classes == 0)
+  if (const Json* nc = info.find("num_classes"); nc && o.num_classes == 0) {
+    KTF_CHECK(nc->is_int() && (nc->as_int() > 0 || nc->as_int() == -1), "features file '",
+              info_path, "': num_classes must be a positive integer (or -1: not classes), got ",
+              describe_value(*nc));
     num_classes = nc->as_int();
+  }
+  layout->num_classes = num_classes;
   if (const Json* cn = info.find("class_names"); cn && cn->is_array())
     for (const auto& n : cn->as_array())
       if (n.is_string()) names.push_back(n.as_string());

@@ -1,10 +1,33 @@
 #include "ktf/error.h"
 
 namespace ktf {
+namespace {
+
+/// A message quoting a huge value (a 50 MB string in a config, a binary file's "line") keeps its
+/// start and end: what names the culprit is there.
+std::string bounded(std::string message) {
+  constexpr size_t kMax = 2000, kHead = 1400, kTail = 400;
+  if (message.size() <= kMax) return message;
+  size_t head = kHead, tail = message.size() - kTail;
+  while (head > 0 && (static_cast<unsigned char>(message[head]) & 0xC0) == 0x80) --head;
+  while (tail < message.size() && (static_cast<unsigned char>(message[tail]) & 0xC0) == 0x80)
+    ++tail;
+  return message.substr(0, head) + " [... " + std::to_string(tail - head) + " bytes ...] " +
+         message.substr(tail);
+}
+
+}  // namespace
+
+std::string excerpt(std::string_view text, size_t max_chars) {
+  if (text.size() <= max_chars) return std::string(text);
+  size_t cut = max_chars > 3 ? max_chars - 3 : 0;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(text.substr(0, cut)) + "... (" + std::to_string(text.size()) + " bytes)";
+}
 
 Error::Error(std::string message, std::vector<std::string> path, int exit_code)
-    : std::runtime_error(format(path, message)),
-      message_(std::move(message)),
+    : std::runtime_error(format(path, bounded(message))),
+      message_(bounded(std::move(message))),
       path_(std::move(path)),
       exit_code_(exit_code) {}
 
@@ -22,7 +45,7 @@ std::string Error::format(const std::vector<std::string>& path, const std::strin
   std::string out;
   for (const auto& segment : path) {
     if (!out.empty()) out += " \u203a ";
-    out += segment;
+    out += segment.size() > 200 ? excerpt(segment, 200) : segment;
   }
   return out.empty() ? message : out + ": " + message;
 }

@@ -38,6 +38,22 @@ torch::Tensor decode_png(std::string_view data, const std::string& context, int 
   };
   if (!png_image_begin_read_from_memory(&image, data.data(), data.size())) fail("not a PNG");
   if (channels == 0) channels = static_cast<int>(PNG_IMAGE_SAMPLE_CHANNELS(image.format));
+  // Checked before allocating: a 100-byte file may declare 1000000 x 1000000 pixels.
+  const uint64_t pixels = uint64_t{image.width} * image.height;
+  const uint64_t stored = pixels * PNG_IMAGE_SAMPLE_CHANNELS(image.format) *
+                          PNG_IMAGE_SAMPLE_COMPONENT_SIZE(image.format);
+  if (pixels * static_cast<uint64_t>(channels) > kMaxDecodedImageBytes) {
+    png_image_free(&image);
+    throw Error(context + ": cannot decode PNG (" + std::to_string(image.width) + " x " +
+                std::to_string(image.height) + " pixels: more than the " +
+                std::to_string(kMaxDecodedImageBytes >> 20) + " MiB an image may decode to)");
+  }
+  if (stored / 1032 > data.size() + 1024) {
+    png_image_free(&image);
+    throw Error(context + ": cannot decode PNG (the header declares " +
+                std::to_string(image.width) + " x " + std::to_string(image.height) +
+                " pixels, more than its " + std::to_string(data.size()) + " bytes can hold)");
+  }
   image.format = format_for_channels(channels);
   auto out = torch::empty(
       {static_cast<int64_t>(image.height), static_cast<int64_t>(image.width), channels},

@@ -117,9 +117,18 @@ class Builder : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Builder> 
   std::vector<std::string> keys_;
 };
 
-void dump_string(std::ostringstream& out, const std::string& s) {
+constexpr size_t kUnbounded = static_cast<size_t>(-1);
+
+/// Dumps stop soon after `limit` characters (describe_value of a huge value reads only its start).
+bool past(std::ostringstream& out, size_t limit) {
+  return limit != kUnbounded && static_cast<size_t>(out.tellp()) > limit;
+}
+
+void dump_string(std::ostringstream& out, const std::string& s, size_t limit = kUnbounded) {
   out << '"';
-  for (unsigned char c : s) {
+  const size_t n = limit == kUnbounded ? s.size() : std::min(s.size(), limit);
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
     switch (c) {
       case '"':
         out << "\\\"";
@@ -149,7 +158,8 @@ void dump_string(std::ostringstream& out, const std::string& s) {
   out << '"';
 }
 
-void dump_value(std::ostringstream& out, const Json& v, int indent, int depth) {
+void dump_value(std::ostringstream& out, const Json& v, int indent, int depth,
+                size_t limit = kUnbounded) {
   auto newline = [&](int d) {
     if (indent >= 0) out << '\n' << std::string(static_cast<size_t>(indent * d), ' ');
   };
@@ -186,15 +196,15 @@ void dump_value(std::ostringstream& out, const Json& v, int indent, int depth) {
       break;
     }
     case Json::Type::String:
-      dump_string(out, v.as_string());
+      dump_string(out, v.as_string(), limit);
       break;
     case Json::Type::Array: {
       const auto& a = v.as_array();
       out << '[';
-      for (size_t i = 0; i < a.size(); ++i) {
+      for (size_t i = 0; i < a.size() && !past(out, limit); ++i) {
         if (i) out << (indent >= 0 ? "," : ", ");
         if (indent >= 0) newline(depth + 1);
-        dump_value(out, a[i], indent, depth + 1);
+        dump_value(out, a[i], indent, depth + 1, limit);
       }
       if (!a.empty() && indent >= 0) newline(depth);
       out << ']';
@@ -203,12 +213,12 @@ void dump_value(std::ostringstream& out, const Json& v, int indent, int depth) {
     case Json::Type::Object: {
       const auto& o = v.as_object();
       out << '{';
-      for (size_t i = 0; i < o.size(); ++i) {
+      for (size_t i = 0; i < o.size() && !past(out, limit); ++i) {
         if (i) out << (indent >= 0 ? "," : ", ");
         if (indent >= 0) newline(depth + 1);
-        dump_string(out, o[i].first);
+        dump_string(out, o[i].first, limit);
         out << ": ";
-        dump_value(out, o[i].second, indent, depth + 1);
+        dump_value(out, o[i].second, indent, depth + 1, limit);
       }
       if (!o.empty() && indent >= 0) newline(depth);
       out << '}';
@@ -379,7 +389,9 @@ const char* type_name(Json::Type type) {
 }
 
 std::string describe_value(const Json& value) {
-  std::string text = value.dump();
+  std::ostringstream out;
+  dump_value(out, value, -1, 0, 40);
+  std::string text = out.str();
   if (text.size() > 40) text = text.substr(0, 37) + "...";
   if (value.is_null()) return "null";
   return std::string(type_name(value.type())) + " " + text;

@@ -45,12 +45,16 @@ std::vector<std::string> all_names(const ComponentDef& def) {
 std::vector<std::string> closest_names(std::string_view name,
                                        const std::vector<std::string>& candidates, size_t n,
                                        bool only_close) {
-  std::string lname = lower(name);
+  // A name this long is no typo of a registered one, and its edit distances would take minutes:
+  // nothing is close, and the names listed are the first ones.
+  const bool huge = name.size() > 256;
+  if (huge && only_close) return {};
+  std::string lname = huge ? std::string() : lower(name);
   std::vector<std::pair<size_t, std::string>> scored;
   for (const auto& c : candidates) {
     std::string lc = lower(c);
-    size_t d = edit_distance(lname, lc);
-    size_t d_last = edit_distance(last_segment(lname), last_segment(lc));
+    size_t d = huge ? 0 : edit_distance(lname, lc);
+    size_t d_last = huge ? 0 : edit_distance(last_segment(lname), last_segment(lc));
     size_t score = std::min(d, d_last + 1);
     if (only_close && score > std::max<size_t>(2, name.size() / 3)) continue;
     scored.emplace_back(score, c);
@@ -83,7 +87,7 @@ std::shared_ptr<void> BuildContext::build_any(Kind kind, const std::string& name
   const ComponentDef* def = registry_->find(kind, name);
   if (!def) {
     auto near = registry_->closest(kind, name);
-    std::string msg = std::string("unknown ") + kind_name(kind) + " '" + name + "'";
+    std::string msg = std::string("unknown ") + kind_name(kind) + " '" + excerpt(name) + "'";
     if (!near.empty()) {
       msg += " (did you mean ";
       for (size_t i = 0; i < near.size(); ++i) msg += (i ? ", '" : "'") + near[i] + "'";

@@ -166,7 +166,8 @@ void TrainContext::use_precision(const std::string& name, std::optional<bool> lo
   const std::string missing = cpu_info().bf16_missing();
   if (missing.empty() || g_bf16_warned.exchange(true)) return;
   const std::string line = "warning: precision bf16: this CPU lacks " + missing +
-                           "; bf16 runs, through slower kernels than fp32's";
+                           "; bf16 runs, but emulated: many times slower than fp32 (convolutions "
+                           "most), so use fp32 on this CPU";
   std::cerr << ("ktf: " + line + "\n") << std::flush;  // one write: ranks share a terminal
   if (log_sink) log_sink(line);
 }

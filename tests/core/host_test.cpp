@@ -1,7 +1,9 @@
 // ktf-host's exit codes and one-line errors for broken plugins and bad command lines.
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 
 #include "plugins_fixture.h"
@@ -98,6 +100,37 @@ TEST(Host, NumericOptionsOutOfRangeExit2NamingTheOption) {
   auto big = host("--plugins " + fixture("good_plugin") +
                   " --seed 18446744073709551615 -c /nonexistent/cfg.json");
   EXPECT_EQ(big.output, "ktf-host: cannot read config file '/nonexistent/cfg.json'\n");
+}
+
+TEST(Host, ALauncherWithoutItsHostLibraryExits3NamingWhereItLooked) {
+  // A partial install: the launcher copied alone into a directory.
+  const std::string dir = ktf::test::scratch_dir("host_alone");
+  std::filesystem::copy_file(KTF_HOST, dir + "/ktf-host");
+  auto r = ktf::test::run_command(dir + "/ktf-host -c /nonexistent.json");
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_EQ(r.output.rfind("ktf-host: cannot load the host library libktf_host_cli.so beside " +
+                               dir + " or in " + dir + "/",
+                           0),
+            0u)
+      << r.output;
+  EXPECT_NE(r.output.find(": not found"), std::string::npos) << r.output;
+}
+
+TEST(Host, ACudaDeviceWithoutCudaExits2) {
+  const std::string cfg = ktf::test::scratch_dir("host_cuda") + "/c.json";
+  std::ofstream(cfg) << R"([{"datasets": {"ktf.datasets.synthetic": {"num_examples": 8,
+      "num_valid": 0, "input_shape": [4], "batch_size": 4}},
+      "model": {"ktf.networks.MLP": {"num_outputs": 10, "hidden": [4]}},
+      "loss": {"ktf.losses.CrossEntropy": {}}}])";
+  auto r = host("--plugins " + ktf::test::plugin_dir() + " --device cuda --dry-run -c " + cfg);
+  if (torch::cuda::is_available()) {
+    EXPECT_EQ(r.output.find("CUDA is not available"), std::string::npos) << r.output;
+  } else {
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_EQ(r.output,
+              "ktf-host: --device 'cuda': CUDA is not available (this libtorch is CPU-only or no "
+              "GPU is visible)\n");
+  }
 }
 
 TEST(Host, VersionNamesAbiAndLibtorch) {

@@ -293,7 +293,9 @@ TEST(DataShard, TheEngineSplitsAStreamThatDoesNotShardItselfByBatch) {
     cycle.train_context();
     ADD_FAILURE() << "a training stream of unknown length was split";
   } catch (const ktf::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("does not know its number of batches"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find(
+                  "distributed training: the training stream does not know its number of batches"),
+              std::string::npos)
         << e.what();
   }
 }

@@ -272,6 +272,9 @@ TEST_F(Distributed, AnotherNumberOfRanksResumesOnlyFromAnEpochEnd) {
   EXPECT_EQ(wait_for(job), 130) << read_file(log);
   EXPECT_NE(read_file(log).find("interrupted: checkpoint ckpt-"), std::string::npos)
       << read_file(log);
+  EXPECT_NE(read_file(log).find("interrupted (rank 1): rank 0 wrote the job's checkpoint"),
+            std::string::npos)
+      << read_file(log);
   auto alone = run("-c " + cfg + " --resume " + out);
   EXPECT_EQ(alone.exit_code, 2) << alone.output;
   EXPECT_NE(alone.output.find("was written by a job of 2 rank(s) inside an epoch"),

@@ -92,6 +92,54 @@ TEST(EngineChecks, ChecksThatNeedTheModelRunForEveryCycleBeforeTraining) {
       << r.output;
 }
 
+TEST(EngineErrors, TensorsLargerThanMemoryAreRefusedNamingTheComponentAndTheSizes) {
+  // Synthetic data of 10^12 values per example: refused when its first tensor is allocated.
+  Json cfg = two_cycles();
+  cfg.as_array()[0].set("datasets", Json::parse(R"({"ktf.datasets.synthetic": {"num_examples": 2,
+      "num_valid": 0, "input_shape": [1000000, 1000000]}})"));
+  auto r = host("--dry-run -c " + write_config("data_bomb", cfg.dump()));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(std::regex_search(
+      r.output, std::regex("ktf-host: cycle 1 \u203a datasets \u203a ktf.datasets.synthetic: a "
+                           "tensor of 36.4 TiB does not fit in the [0-9.]+ [GMT]iB of memory "
+                           "this machine has available \\(make the data or the model "
+                           "smaller\\)\n")))
+      << r.output;
+  // A hidden layer of 10^11 units: its weight is refused, the model named.
+  cfg = two_cycles();
+  cfg.as_array()[0].set(
+      "model",
+      Json::parse(R"({"ktf.networks.MLP": {"num_outputs": 4, "hidden": [100000000000]}})"));
+  r = host("--dry-run -c " + write_config("model_bomb", cfg.dump()));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(std::regex_search(
+      r.output, std::regex("ktf-host: cycle 1 \u203a model \u203a ktf.networks.MLP: a tensor of "
+                           "2.9 TiB does not fit in the [0-9.]+ [GMT]iB of memory")))
+      << r.output;
+}
+
+TEST(EngineErrors, HugeValuesAreQuotedShortAndHugeNamesAnsweredAtOnce) {
+  // A 50 MB string where a number belongs, and a 1 MB component name: one short line each.
+  Json cfg = two_cycles();
+  cfg.as_array()[1].set(
+      "optimizer", Json::object({{"ktf.optimizers.SGD",
+                                  Json::object({{"learning_rate", std::string(50 << 20, '7')}})}}));
+  auto r = host("-c " + write_config("huge_value", cfg.dump()));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.output,
+            "ktf-host: cycle 2 \u203a optimizer \u203a ktf.optimizers.SGD \u203a learning_rate: "
+            "expected a number, got string \"777777777777777777777777777777777777...\n");
+  cfg = two_cycles();
+  const std::string name(1 << 20, 'q');
+  cfg.as_array()[0].set("model", Json::object({{name, Json::object()}}));
+  r = host("-c " + write_config("huge_name", cfg.dump()));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_LT(r.output.size(), 600u) << r.output.substr(0, 600);
+  EXPECT_EQ(r.output.rfind("ktf-host: cycle 1 \u203a model: unknown network 'qqqq", 0), 0u)
+      << r.output.substr(0, 300);
+  EXPECT_NE(r.output.find("... (1048576 bytes)'"), std::string::npos) << r.output.substr(0, 600);
+}
+
 TEST(EngineErrors, ARunTimeErrorNamesTheCycleAndComponentAndReachesLogTxt) {
   // 4 classes in the data, 3 outputs: the loss fails on the first batch with a class >= 3.
   Json cfg = two_cycles();

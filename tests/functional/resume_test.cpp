@@ -325,7 +325,10 @@ TEST_F(Resume, AutoStartsFreshWithoutACheckpointAndAnExplicitResumeNeedsOne) {
   fs::create_directories(dir_ + "/empty");
   auto empty = ktf::test::run_command(host_command(dir_, "--resume " + dir_ + "/empty"));
   EXPECT_EQ(empty.exit_code, 2);
-  EXPECT_NE(empty.output.find("holds no complete checkpoint"), std::string::npos) << empty.output;
+  EXPECT_NE(empty.output.find(
+                "': it holds no complete checkpoint (--resume auto starts a fresh run there"),
+            std::string::npos)
+      << empty.output;
   auto fresh = ktf::test::run_command(host_command(dir_, "--resume auto -o " + dir_ + "/empty"));
   EXPECT_EQ(fresh.exit_code, 0) << fresh.output;
   reference();

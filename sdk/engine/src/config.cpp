@@ -250,7 +250,7 @@ Json resolve_component(const Json& component, Kind kind, const Registry& registr
   const ComponentDef* def = registry.find(kind, name);
   if (!def) {
     auto others = registry.find_any(name);
-    std::string msg = std::string("unknown ") + kind_name(kind) + " '" + name + "'";
+    std::string msg = std::string("unknown ") + kind_name(kind) + " '" + excerpt(name) + "'";
     if (!others.empty()) {
       msg += " ('" + name + "' is a " + kind_name(others.front()->spec.kind) + ")";
     } else {
@@ -306,8 +306,8 @@ Json resolve_config(const Json& config, const Registry& registry) {
       throw Error("a train cycle must be an object, got " + describe_value(cycle), cpath);
     Json merged = previous;
     for (const auto& [key, value] : cycle.as_object()) {
-      auto it =
-          std::find_if(keys.begin(), keys.end(), [&](const KeyInfo& k) { return k.name == key; });
+      auto it = std::find_if(keys.begin(), keys.end(),
+                             [&key = key](const KeyInfo& k) { return k.name == key; });
       Path kpath = extend(cpath, key);
       if (key == kCheckpointKey) {
         if (!value.is_null() && !value.is_object())

@@ -7,6 +7,7 @@
 #include "ktf/config.h"
 #include "ktf/data.h"
 #include "ktf/network.h"
+#include "memory_guard.h"
 
 namespace ktf {
 namespace {
@@ -171,7 +172,9 @@ TrainContext Cycle::train_context(int64_t batch_limit) const {
 }
 
 CycleBuilder::CycleBuilder(const Registry& registry, BuildSettings settings)
-    : registry_(registry), settings_(std::move(settings)) {}
+    : registry_(registry), settings_(std::move(settings)) {
+  detail::install_memory_guard();
+}
 
 void CycleBuilder::log(const std::string& line) const {
   if (!settings_.quiet && settings_.log) settings_.log(line);
@@ -223,6 +226,7 @@ void CycleBuilder::build_model(Cycle& cycle) {
 }
 
 Cycle CycleBuilder::build(const Json& cycles, size_t index, BuildStage stage) {
+  detail::BuildingScope building;  // a tensor too large for this machine is the config's fault
   Cycle cycle;
   cycle.index = static_cast<int>(index);
   cycle.label = "cycle " + std::to_string(index + 1);

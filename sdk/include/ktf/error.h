@@ -16,6 +16,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace ktf {
@@ -52,6 +53,11 @@ class Error : public std::runtime_error {
   std::vector<std::string> path_;
   int exit_code_;
 };
+
+/// `text` when it has at most `max_chars` bytes, else its start, "..." and its length: for quoting
+/// a user's value in a message ("label_column 'aaaa... (52428800 bytes)' is not a column").
+/// Messages are bounded anyway (an Error keeps the start and end of one over 2000 bytes).
+std::string excerpt(std::string_view text, size_t max_chars = 60);
 
 namespace detail {
 template <class... Args>

@@ -14,9 +14,14 @@
 
 namespace ktf {
 
+/// The most bytes one decoded image may have (1 GiB, e.g. 16384 x 16384 RGB): a header declaring
+/// more is refused before anything is allocated.
+constexpr uint64_t kMaxDecodedImageBytes = uint64_t{1} << 30;
+
 /// Decodes a PNG image to uint8 [H, W, C]. `channels` 0 keeps the file's channels; 1, 3 or 4
 /// converts (gray, RGB, RGBA). A corrupt image throws ktf::Error "<context>: cannot decode PNG
-/// (<reason>)".
+/// (<reason>)"; so does one whose header declares more pixels than kMaxDecodedImageBytes or than
+/// its compressed data can hold (deflate expands at most 1032 times).
 torch::Tensor decode_png(std::string_view data, const std::string& context, int channels = 0);
 
 /// Encodes a uint8 [H, W, C] tensor (C = 1, 2, 3 or 4; [H, W] is gray) as PNG bytes.
