@@ -38,7 +38,8 @@ for t in "${TARGETS[@]}"; do
   # -rss_limit_mb: an input that makes a reader allocate more than 2 GiB is a finding.
   if "$BUILD_DIR/fuzz/$t" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
       -malloc_limit_mb=2048 -max_len=65536 -print_final_stats=1 -artifact_prefix="$findings/" \
-      "$corpus" "fuzz/corpus/$t" >"$log" 2>&1; then
+      "$corpus" "fuzz/corpus/$t" $([[ -d fuzz/regressions/$t ]] && echo "fuzz/regressions/$t") \
+      >"$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
     summary+=("$t: ${runs:-?} executions in ${SECONDS_EACH} s, coverage ${cov:-?} edges, no finding")

@@ -182,6 +182,9 @@ torch::Tensor read_idx(const std::string& path) {
     fail(std::to_string(have - expected) +
          " unexpected trailing bytes after the data (byte offset " +
          std::to_string(header + expected) + ")");
+  // Found by fuzz_idx (fuzz/regressions/fuzz_idx): a dimension of 0 gave an empty tensor whose
+  // null data pointer was passed to memcpy.
+  if (count == 0) fail("the header declares a dimension of 0: the file holds no data");
   auto out = torch::empty(dims, torch::TensorOptions().dtype(type.dtype));
   const char* src = data.data() + header;
   if (type.size == 1) {

@@ -82,6 +82,19 @@ TEST(CsvErrors, AFileLargerThanMemoryIsRefusedBeforeReading) {
   EXPECT_NE(e.find(" of memory this machine has available"), std::string::npos) << e;
 }
 
+TEST(IdxErrors, ADimensionOfZeroIsRefused) {
+  // Found by fuzz_idx: an empty tensor's null data pointer went to memcpy (undefined behaviour).
+  auto dir = scratch_dir("idx_zero");
+  spit(dir + "/images", std::string("\0\0\x08\x03\0\0\0\0\0\0\0\x02\0\0\0\x02", 16));
+  spit(dir + "/labels", std::string("\0\0\x08\x01\0\0\0\0", 8));
+  EXPECT_EQ(error_of([&] {
+              dataset(R"({"ktf.datasets.from_idx": {"train_images": ")" + dir +
+                      R"(/images", "train_labels": ")" + dir + "/labels\"}}");
+            }),
+            "ktf.datasets.from_idx: IDX file '" + dir +
+                "/images': the header declares a dimension of 0: the file holds no data");
+}
+
 TEST(ImageFolderErrors, AnEmptyClassFolderIsAnError) {
   auto dir = scratch_dir("image_folder_empty");
   fs::copy(std::string(KTF_DATASETS_TESTDATA) + "/tiny-images", dir + "/data",
