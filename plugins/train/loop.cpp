@@ -59,8 +59,8 @@ void LoopRunner::Pass::add_values(
   for (const auto& [name, value] : step_values) {
     KTF_CHECK_RUNTIME(value.defined() && value.numel() == 1, "the train step's value '", name,
                       "' must be a scalar");
-    auto it =
-        std::find_if(values.begin(), values.end(), [&](const auto& v) { return v.first == name; });
+    auto it = std::find_if(values.begin(), values.end(),
+                           [&name = name](const auto& v) { return v.first == name; });
     if (it == values.end()) {
       values.emplace_back(
           name,
