@@ -334,8 +334,7 @@ class TFRecordCursor : public Cursor {
         std::memcpy(&label, tg + n * tg_row, sizeof label);
         if (label < 0 || label >= layout_.num_classes)
           throw Error(context + ": label " + std::to_string(label) +
-                      " is not a class index from 0 to " + std::to_string(layout_.num_classes - 1) +
-                      " (num_classes " + std::to_string(layout_.num_classes) + ")");
+                      not_a_class_index(label, layout_.num_classes));
       }
     }
     if (n == 0 || (n < bs && config_.drop_last)) return std::nullopt;
