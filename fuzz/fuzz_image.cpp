@@ -2,7 +2,6 @@
 // uses them. The first byte picks the channels asked for; the rest is the file.
 #include <ktf/image.h>
 
-#include "../plugins/datasets/jpeg.h"
 #include "fuzz_common.h"
 
 KTF_FUZZ_TARGET(fuzz_image)(const uint8_t* data, size_t size) {
@@ -13,13 +12,12 @@ KTF_FUZZ_TARGET(fuzz_image)(const uint8_t* data, size_t size) {
   std::string_view file(reinterpret_cast<const char*>(data) + 1, size - 1);
   fuzz::expect_clean([&] {
     torch::Tensor image;
-    if (datasets::is_jpeg(file))
-      image = datasets::decode_jpeg(file, "image", channels == 4 ? 3 : channels);
+    if (is_jpeg(file))
+      image = decode_jpeg(file, "image", channels == 4 ? 3 : channels);
     else
       image = decode_png(file, "image", channels);
     if (image.dim() != 3 || image.scalar_type() != torch::kUInt8) std::abort();
-    if (channels && image.size(2) != (channels == 4 && datasets::is_jpeg(file) ? 3 : channels))
-      std::abort();
+    if (channels && image.size(2) != (channels == 4 && is_jpeg(file) ? 3 : channels)) std::abort();
   });
   return 0;
 }

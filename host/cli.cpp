@@ -13,13 +13,16 @@
 #include "ktf/config.h"
 #include "ktf/convert.h"
 #include "ktf/cycle.h"
+#include "ktf/diff.h"
 #include "ktf/distributed.h"
 #include "ktf/environment.h"
 #include "ktf/evaluate.h"
 #include "ktf/plugin.h"
 #include "ktf/plugin_loader.h"
+#include "ktf/predict.h"
 #include "ktf/viewer.h"
 #include "options.h"
+#include "sweep.h"
 
 namespace po = boost::program_options;
 
@@ -134,6 +137,17 @@ int run(int argc, char** argv) {
   const int threads = args.threads;
   const uint64_t seed = args.seed;
 
+  if (vm.count("diff")) {  // reads two run directories: no plugin is needed
+    if (args.diff_runs.size() != 2) {
+      std::cerr << "ktf-host: --diff takes two run directories, got " << args.diff_runs.size()
+                << "\n"
+                << ktf::host::kUsage;
+      return ktf::kExitConfig;
+    }
+    std::cout << ktf::diff_runs(args.diff_runs[0], args.diff_runs[1]);
+    return 0;
+  }
+
   ktf::Registry& registry = ktf::Registry::global();
   ktf::PluginLoader loader(registry);
   loader.load_all(plugin_sources);
@@ -178,6 +192,26 @@ int run(int argc, char** argv) {
     std::cout << "view: wrote " << png << std::endl;
     return 0;
   }
+  if (vm.count("predict")) {
+    if (args.predict.size() < 2) {
+      std::cerr << "ktf-host: --predict takes a run directory and at least one input\n"
+                << ktf::host::kUsage;
+      return ktf::kExitConfig;
+    }
+    ktf::PredictOptions p;
+    p.run_dir = args.predict[0];
+    p.inputs.assign(args.predict.begin() + 1, args.predict.end());
+    p.cycle = vm["cycle"].as<int>();
+    p.device = device;
+    p.threads = threads;
+    p.memory_format = memory_format;
+    p.overrides = overrides;
+    p.top_k = args.top_k;
+    p.quiet = vm.count("quiet") > 0;
+    if (vm.count("predictions")) p.output = vm["predictions"].as<std::string>();
+    ktf::predict(p, registry);
+    return 0;
+  }
   if (vm.count("evaluate")) {
     ktf::EvaluateOptions eval;
     eval.run_dir = vm["evaluate"].as<std::string>();
@@ -190,6 +224,25 @@ int run(int argc, char** argv) {
     if (vm.count("predictions")) eval.predictions = vm["predictions"].as<std::string>();
     ktf::evaluate(eval, registry);
     return 0;
+  }
+
+  if (vm.count("sweep")) {
+    for (const char* other : {"resume", "dry-run", "nproc-per-node"})
+      if (vm.count(other) && !vm[other].defaulted()) {
+        std::cerr << "ktf-host: --sweep and --" << other
+                  << " cannot be combined (a sweep resumes its points itself)\n"
+                  << ktf::host::kUsage;
+        return ktf::kExitConfig;
+      }
+    ktf::host::SweepOptions s;
+    s.axes = args.sweep;
+    s.jobs = args.sweep_jobs;
+    s.config_path = config_path;
+    s.output_dir = output_dir;
+    s.overrides = overrides;
+    s.threads = threads;
+    s.quiet = vm.count("quiet") > 0;
+    return ktf::host::run_sweep(s, registry, argc, argv);
   }
 
   ktf::RunOptions options;

@@ -13,7 +13,11 @@ const char* const kUsage =
     "usage: ktf-host --plugins DIR_OR_FILE... -c CONFIG [--set PTR=JSON]... [options]\n"
     "       ktf-host --plugins DIR... --resume RUN_DIR | -c CONFIG --resume auto -o DIR\n"
     "       ktf-host --nproc-per-node N [--max-restarts K] --plugins DIR... -c CONFIG ...\n"
-    "       ktf-host --plugins DIR... --list [KIND] | --describe NAME | --schema | --version\n";
+    "       ktf-host --plugins DIR... --list [KIND] | --describe NAME | --schema | --version\n"
+    "       ktf-host --plugins DIR... --evaluate RUN_DIR | --predict RUN_DIR INPUT...\n"
+    "       ktf-host --plugins DIR... -c CONFIG --sweep PTR=[v1,v2,...]... [--sweep-jobs N] -o "
+    "DIR\n"
+    "       ktf-host --diff RUN_A RUN_B\n";
 
 po::options_description options(Args& a) {
   po::options_description opts("options");
@@ -45,9 +49,24 @@ po::options_description options(Args& a) {
                                    "evaluate RUN_DIR: load its weights, report the metrics on "
                                    "the validation split, write per-example predictions (CSV)")(
       "cycle", po::value<int>()->default_value(0),
-      "with --evaluate: the cycle whose weights to load (default: last)")(
+      "with --evaluate and --predict: the cycle whose weights to load (default: last)")(
       "predictions", po::value<std::string>(),
-      "with --evaluate: CSV path (default RUN_DIR/predictions-cycle-<k>.csv)")(
+      "with --evaluate and --predict: CSV path (default RUN_DIR/predictions-cycle-<k>.csv, "
+      "RUN_DIR/predict-cycle-<k>.csv)")(
+      "predict", po::value(&a.predict)->multitoken(),
+      "RUN_DIR INPUT...: run RUN_DIR's model on PNG/JPEG files, folders of them or IDX files, "
+      "prepared as its dataset prepares validation data; writes a CSV of each input's top-k "
+      "classes with probabilities (default RUN_DIR/predict-cycle-<k>.csv, or --predictions)")(
+      "top-k", po::value(&a.top_k)->default_value(5), "with --predict: classes per input")(
+      "sweep", po::value(&a.sweep)->composing(),
+      "PTR=[v1,v2,...]: train once per value (repeatable: every combination), each point in its "
+      "own run directory under -o DIR, with a table of the points best first (sweep.csv, "
+      "sweep.md); the same command again continues an interrupted sweep")(
+      "sweep-jobs", po::value(&a.sweep_jobs)->default_value(1),
+      "with --sweep: points trained at a time (the cores are split among them)")(
+      "diff", po::value(&a.diff_runs)->multitoken(),
+      "RUN_A RUN_B: print what differs between two runs: resolved configs (JSON Pointer paths), "
+      "plugins, each cycle's final metrics and --evaluate results, side by side")(
       "convert", po::value<std::string>(),
       "converter: write the dataset of the config's first cycle as TFRecord shards of "
       "tf.train.Example into DIR (its examples as stored: in order, unaugmented, raw pixels)")(
@@ -108,7 +127,7 @@ bool check(Args& a, const po::variables_map& vm) {
     a.seed = v;
   }
   const std::pair<const char*, std::pair<int64_t, int64_t>> counts[] = {
-      {"shards", {1, 100000}}, {"view-count", {1, 100000}}};
+      {"shards", {1, 100000}}, {"view-count", {1, 100000}}, {"top-k", {1, 1000}}};
   for (const auto& [name, range] : counts) {
     const int64_t v = vm[name].as<int64_t>();
     if (v < range.first || v > range.second)

@@ -15,6 +15,11 @@ extern const char* const kUsage;
 /// Values of the options that are not read through the variables map.
 struct Args {
   std::vector<std::string> plugin_sources, overrides;
+  std::vector<std::string> diff_runs;  ///< --diff RUN_A RUN_B
+  std::vector<std::string> predict;    ///< --predict RUN_DIR INPUT...
+  int64_t top_k = 5;
+  std::vector<std::string> sweep;  ///< --sweep PTR=[...], repeatable
+  int sweep_jobs = 1;
   std::string config_path, device, output_dir, list_kind, describe_name, memory_format, precision,
       blas_tuning;
   int threads = 0;

@@ -19,5 +19,8 @@ JOBS=${KTF_JOBS:-$(nproc)}
 # ccache must tolerate the precompiled header for its cache to hit. ktf keeps its own cache.
 export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros}
 export CCACHE_DIR=${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ktf-ccache}
+# Paths inside the checkout are hashed relative to it, so a second clone (CI's clean one) hits the
+# cache the first filled instead of compiling everything again.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release "${EXTRA[@]}" "$@" >/dev/null
 cmake --build "$BUILD_DIR" -j "$JOBS"

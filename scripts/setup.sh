@@ -51,17 +51,18 @@ fi
 
 if [[ "${KTF_SETUP_TESTS:-0}" == "1" ]]; then
   # The reference implementations the tests compare ktf with, from PyPI: the Hjson reader (hjson
-  # 3.1.0, tests/core/hjson_test.cpp) and TensorFlow with TensorBoard (tensorflow-cpu and
-  # tensorboard 2.21.0, tests/crosscheck/). pip keeps the wheels in ~/.cache/pip.
+  # 3.1.0, tests/core/hjson_test.cpp), TensorFlow with TensorBoard (tensorflow-cpu and
+  # tensorboard 2.21.0) and TensorBoard's PyTorch profiler plugin (torch-tb-profiler 0.4.3), for
+  # tests/crosscheck/. pip keeps the wheels in ~/.cache/pip.
   TVENV=${XDG_CACHE_HOME:-$HOME/.cache}/ktf-tests/venv
   if [[ -x "$TVENV/bin/python" ]] &&
-     "$TVENV/bin/python" -c 'import hjson, tensorflow, tensorboard' 2>/dev/null; then
-    echo "ktf setup: hjson, tensorflow-cpu and tensorboard present in $TVENV"
+     "$TVENV/bin/python" -c 'import hjson, tensorflow, tensorboard, torch_tb_profiler' 2>/dev/null; then
+    echo "ktf setup: hjson, tensorflow-cpu, tensorboard and torch-tb-profiler present in $TVENV"
   else
-    echo "ktf setup: installing hjson, tensorflow-cpu and tensorboard from PyPI into $TVENV"
+    echo "ktf setup: installing hjson, tensorflow-cpu, tensorboard and torch-tb-profiler from PyPI into $TVENV"
     [[ -x "$TVENV/bin/python" ]] || python3 -m venv "$TVENV"
     "$TVENV/bin/pip" install -q --disable-pip-version-check hjson==3.1.0 tensorflow-cpu==2.21.0 \
-      tensorboard==2.21.0
+      tensorboard==2.21.0 torch-tb-profiler==0.4.3
   fi
 fi
 

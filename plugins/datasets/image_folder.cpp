@@ -12,7 +12,6 @@
 #include <ktf/data.h>
 #include "datasets.h"
 #include "io.h"
-#include "jpeg.h"
 
 namespace ktf::datasets {
 namespace {
@@ -74,8 +73,7 @@ Listing list_images(const std::string& dir, const std::vector<std::string>& clas
 
 torch::Tensor decode_any(const std::string& path, int channels) {
   std::string data = read_file(path, "image file");
-  if (is_jpeg(data)) return decode_jpeg(data, "image file '" + path + "'", channels);
-  return decode_png(data, "image file '" + path + "'", channels);
+  return decode_image(data, "image file '" + path + "'", channels);
 }
 
 /// Decodes every image into uint8 [N, C, H, W], resizing to (h, w) where needed.

@@ -1,6 +1,8 @@
-// File helpers of the datasets plugin: whole-file reads (GZIP transparently), globbing, IDX.
+// File helpers of the datasets plugin: globbing, label checks; whole-file reads and IDX (the
+// SDK's).
 #pragma once
 
+#include <ktf/files.h>
 #include <torch/torch.h>
 
 #include <string>
@@ -8,9 +10,9 @@
 
 namespace ktf::datasets {
 
-/// The bytes of `path`, decompressed when it is a GZIP file. Errors name the file: missing,
-/// unreadable, or corrupt/truncated compressed data.
-std::string read_file(const std::string& path, const std::string& what);
+// Whole-file reads and IDX are the SDK's (ktf/files.h): --predict reads inputs with them too.
+using ktf::read_file;
+using ktf::read_idx;
 
 /// Files matching each pattern (glob(3)), sorted per pattern, duplicates removed. A pattern that
 /// matches nothing throws ktf::Error naming `arg` and the pattern.
@@ -26,9 +28,5 @@ constexpr int64_t kMaxInferredClasses = int64_t{1} << 24;
 /// "label 12 ... is not a class index from 0 to 9 (num_classes 10)": the text after the label
 /// and its position, for a label first_bad_label() found.
 std::string not_a_class_index(int64_t label, int64_t num_classes);
-
-/// Reads an IDX file (MNIST format, raw or .gz) into a tensor of its dtype and dimensions.
-/// Errors name the file: wrong magic, unknown type, truncated data, trailing bytes.
-torch::Tensor read_idx(const std::string& path);
 
 }  // namespace ktf::datasets

@@ -15,7 +15,6 @@
 #include <ktf/data.h>
 #include "datasets.h"
 #include "io.h"
-#include "jpeg.h"
 
 namespace ktf::datasets {
 namespace {

@@ -25,7 +25,9 @@ double current_lr(const Optimizer& optimizer) {
 
 LoopRunner::LoopRunner(const LoopOptions& options, BuildContext& ctx,
                        std::shared_ptr<TrainStep> step)
-    : options_(options), step_(std::move(step)) {
+    : options_(options),
+      step_(std::move(step)),
+      average_(WeightAverage::from_options(options.ema, options.swa)) {
   KTF_CHECK(options.num_epochs >= 0, "num_epochs must be >= 0, got ", options.num_epochs);
   KTF_CHECK(!options.steps_per_epoch || *options.steps_per_epoch >= 1,
             "steps_per_epoch must be >= 1 or null, got ", options.steps_per_epoch.value_or(0));
@@ -175,16 +177,35 @@ void LoopRunner::train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs, bool 
   phase_ = Phase::Train;
   Pass& pass = pass_;
   pass_started_ = std::chrono::steady_clock::now();
+  // The breakdown covers this process's steps of the epoch (after a resume, those since it).
+  StepTimes& times = ctx.step_times;
+  times = StepTimes();
   const int64_t limit = options_.steps_per_epoch.value_or(-1);
   while (!ctx.stop_training && (limit < 0 || pass.batches < limit)) {
-    auto batch = data.next();
-    if (!batch) break;
-    batch->input = to_device(batch->input, ctx.device, ctx.input_format);
-    batch->target = to_device(batch->target, ctx.device);
+    times.start_step(ctx.device, pass.batches);
+    std::optional<Batch> batch;
+    {
+      TimedPart waiting(times, &StepTimes::data, ctx.device);
+      batch = data.next();
+      if (batch) {
+        batch->input = to_device(batch->input, ctx.device, ctx.input_format);
+        batch->target = to_device(batch->target, ctx.device);
+      }
+    }
+    if (!batch) {
+      times.active = false;
+      break;
+    }
     const int64_t index = pass.batches++;
     ctx.batch = index;
-    for (auto& cb : callbacks_) cb->on_batch_begin(ctx, index);
+    {
+      TimedPart hooks(times, &StepTimes::callbacks, ctx.device);
+      for (auto& cb : callbacks_) cb->on_batch_begin(ctx, index);
+    }
+    const int64_t steps_before = ctx.global_step;
     StepResult result = step_->step(ctx, *batch);
+    if (average_ && ctx.global_step != steps_before)
+      average_->after_step(*ctx.model, ctx.global_step);
     KTF_CHECK_RUNTIME(result.loss.defined() && result.loss.numel() == 1,
                       "the train step must return a scalar loss, got ",
                       result.loss.defined() ? result.loss.sizes() : torch::IntArrayRef{});
@@ -193,23 +214,27 @@ void LoopRunner::train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs, bool 
     pass.add_values(result.values);
     if (ctx.cycle == 0 && epoch == 0 && index == 0) first_step_ = seconds_since_process_start();
     if (!result.output.defined()) pass.have_outputs = false;
-    if (pass.have_outputs)
-      for (auto& m : ctx.metrics) m->update(result.output, batch->target);
-
-    bool wanted = false;
-    for (auto& cb : callbacks_) wanted |= cb->wants_batch_logs(ctx, index);
-    Logs batch_logs;
-    if (wanted) {
-      batch_logs = running_logs(pass);
+    {
+      TimedPart hooks(times, &StepTimes::callbacks, ctx.device);
       if (pass.have_outputs)
-        for (auto& m : ctx.metrics) set_log(batch_logs, m->name(), m->compute());
+        for (auto& m : ctx.metrics) m->update(result.output, batch->target);
+
+      bool wanted = false;
+      for (auto& cb : callbacks_) wanted |= cb->wants_batch_logs(ctx, index);
+      Logs batch_logs;
+      if (wanted) {
+        batch_logs = running_logs(pass);
+        if (pass.have_outputs)
+          for (auto& m : ctx.metrics) set_log(batch_logs, m->name(), m->compute());
+      }
+      for (auto& cb : callbacks_) cb->on_batch_end(ctx, index, batch_logs);
     }
-    for (auto& cb : callbacks_) cb->on_batch_end(ctx, index, batch_logs);
+    times.end_step(ctx.device);
     // Signals are acted on only here (and at the other safe points): a loop that also broke off
     // on the flag could see a signal that arrived after the safe point and end an epoch early.
     ctx.safe_point(SafePoint::Step);
   }
-  ctx.finish_accumulation();
+  if (ctx.finish_accumulation() && average_) average_->after_step(*ctx.model, ctx.global_step);
   if (pass.loss_sum.defined()) pass.loss_sum.item<double>();  // finish queued device work
   const double seconds =
       seconds_before_ +
@@ -305,6 +330,10 @@ Logs LoopRunner::run(TrainContext& ctx) {
     }
   ctx.restore();  // a resumed cycle: load_state() set the position below
   restore_report_files(ctx);
+  if (average_) {
+    average_->begin(*ctx.model);
+    if (!resumed_) ctx.log("train loop: " + average_->describe() + " of the weights");
+  }
   Logs logs = resumed_ ? logs_ : Logs();
   bool within = resumed_ && phase_ != Phase::Done;  // resumed inside epoch epoch_
   int64_t epoch = resumed_ ? (within ? epoch_ : epoch_ + 1) : 0;
@@ -315,10 +344,14 @@ Logs LoopRunner::run(TrainContext& ctx) {
     if (!within)
       for (auto& cb : callbacks_) cb->on_epoch_begin(ctx, epoch);
     bool resumed_validation = within && phase_ == Phase::Validate;
-    if (!within || phase_ == Phase::Train)
+    if (!within || phase_ == Phase::Train) {
       train_epoch(ctx, epoch, logs, within);
-    else
+      if (average_) average_->after_epoch(*ctx.model, epoch);
+    } else {
       logs = logs_;  // resumed during validation: the training pass is done, validate again
+    }
+    // Validation and the epoch-end callbacks see the averaged weights; training the raw ones.
+    if (average_) average_->swap_in(*ctx.model);
     within = false;
     phase_ = Phase::Validate;
     logs_ = logs;
@@ -334,6 +367,8 @@ Logs LoopRunner::run(TrainContext& ctx) {
     recorded.emplace_back("samples_per_second",
                           last_timing_.examples / std::max(last_timing_.seconds, 1e-9));
     if (first_step_ >= 0) recorded.emplace_back("first_step_after_start", first_step_);
+    for (const auto& [name, seconds] : ctx.step_times.parts(last_timing_.seconds))
+      recorded.emplace_back("time_" + name, seconds);
     if (const GradScaler* scaler = ctx.loss_scaler()) {
       recorded.emplace_back("loss_scale", scaler->current_scale());
       recorded.emplace_back("skipped_steps", LogValue(scaler->skipped_steps()));
@@ -342,10 +377,19 @@ Logs LoopRunner::run(TrainContext& ctx) {
     ctx.record("epoch", epoch, recorded);
     if (ctx.lr_schedule) ctx.lr_schedule->on_epoch_end(epoch, logs);
     for (auto& cb : callbacks_) cb->on_epoch_end(ctx, epoch, logs);
+    if (average_) average_->swap_out(*ctx.model);
     phase_ = Phase::Done;
     logs_ = logs;
     ctx.safe_point(SafePoint::EpochEnd);
     if (ctx.stop_training) break;
+  }
+  if (average_) {
+    // The cycle's weights (weights/cycle-<k>.pt, the next cycle's start, --evaluate) are the
+    // averages; rank 0 keeps the raw ones beside them.
+    std::filesystem::path raw;
+    if (ctx.is_main() && !ctx.run_dir.empty() && !ctx.dry_run)
+      raw = ctx.run_dir / "weights" / ("cycle-" + std::to_string(ctx.cycle + 1) + ".raw.pt");
+    average_->finish(*ctx.model, raw);
   }
   for (auto& cb : callbacks_) cb->on_train_end(ctx, logs);
   return logs;
@@ -419,6 +463,7 @@ void LoopRunner::save_state(State& s) {
   s.set("reports", reports);
   if (phase_ == Phase::Validate) s.child("rng_before_validation") = rng_before_validation_;
   step_->save_state(s.child("step"));
+  if (average_) average_->save_state(s.child("weight_average"));
 }
 
 void LoopRunner::load_state(const State& s) {
@@ -445,6 +490,12 @@ void LoopRunner::load_state(const State& s) {
     report_restore_.emplace_back(file, size.as_int());
   if (phase_ == Phase::Validate) rng_before_validation_ = s.child("rng_before_validation");
   step_->load_state(s.child("step"));
+  if (average_) {
+    if (!s.has_child("weight_average"))
+      throw Error("the checkpoint has no weight averages: it was written without ema or swa", {},
+                  kExitRuntime);
+    average_->load_state(s.child("weight_average"));
+  }
   resumed_ = true;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "train.h"
+#include "weight_average.h"
 
 namespace ktf::train {
 
@@ -32,6 +33,8 @@ struct LoopOptions {
   std::optional<double> clip_grad_norm;       ///< KerasTrainLoop: clip the global gradient norm
   int64_t grad_accumulation = 1;              ///< KerasTrainLoop: batches per optimizer step
   Ref<TrainStep> train_step;                  ///< CustomTrainLoop: the step; null = Supervised
+  std::optional<JsonObject> ema;              ///< {"decay", "warmup", "start_step"} (WeightAverage)
+  std::optional<JsonObject> swa;              ///< {"start_epoch"} (WeightAverage)
 };
 
 /// Adds the arguments both loops share to `d`.
@@ -71,7 +74,16 @@ Definition<TrainLoop, Options>& common_loop_args(Definition<TrainLoop, Options>&
           "cuda_graphs", &Options::cuda_graphs,
           "capture the train step in CUDA graphs and replay it (static-shape batches, the flat "
           "Adam/AdamW, no loss scaling, one process): null = automatically for the built-in "
-          "step, true = also a plugin's step, false = never; the reason they are off is logged");
+          "step, true = also a plugin's step, false = never; the reason they are off is logged")
+      .template arg<std::optional<JsonObject>>(
+          "ema", &Options::ema,
+          "exponential moving average of the weights after every optimizer step, {\"decay\": "
+          "0.999, \"warmup\": false, \"start_step\": 0}: validation, epoch-end callbacks and "
+          "the saved weights use it (raw weights: weights/cycle-<k>.raw.pt); null = off")
+      .template arg<std::optional<JsonObject>>(
+          "swa", &Options::swa,
+          "stochastic weight averaging, {\"start_epoch\": 1}: the mean of the weights at the end "
+          "of each epoch from start_epoch on, used as ema's average is; null = off");
 }
 
 class LoopRunner : public TrainLoop {
@@ -137,6 +149,7 @@ class LoopRunner : public TrainLoop {
   std::shared_ptr<TrainStep> step_;
   std::vector<std::shared_ptr<Callback>> callbacks_;
   std::vector<std::shared_ptr<torch::nn::Module>> frozen_norms_;
+  std::optional<WeightAverage> average_;  ///< ema or swa
 };
 
 /// The progress bar KerasTrainLoop adds for verbose 1 and 2 (ktf.callbacks.ProgressBar).

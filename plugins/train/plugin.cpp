@@ -20,6 +20,7 @@ void register_all(ktf::Registrar& r) {
   register_terminate_on_nan(r);
   register_learning_rate_logger(r);
   register_tensorboard(r);
+  register_profiler(r);
   r.add_cycle_default("train_loop",
                       ktf::Json::object({{"ktf.train.KerasTrainLoop", ktf::Json::object()}}));
 }

@@ -1,6 +1,8 @@
 // ktf.callbacks.ProgressBar: Keras-style progress. On a terminal one line is rewritten a few
 // times per second; elsewhere (logs, CI) a plain line is printed every `interval` seconds. Every
-// epoch ends with one final line holding the epoch's logs.
+// epoch ends with one final line holding the epoch's logs and where its steps' time went
+// (TrainContext::step_times); a line says "input-bound" while the data pipeline holds training
+// back.
 #include <ktf/components.h>
 #include <ktf/registry.h>
 
@@ -86,6 +88,7 @@ class ProgressBar : public Callback {
     if (steps_ > 0)
       line += " - ETA: " + format_seconds(elapsed / done_ * std::max<int64_t>(steps_ - done_, 0));
     line += format_logs(logs);
+    if (ctx.step_times.input_bound()) line += " - input-bound";
     ctx.progress(line, !tty_);
   }
   void on_epoch_end(TrainContext& ctx, int64_t, const Logs& logs) override {
@@ -96,6 +99,8 @@ class ProgressBar : public Callback {
     std::string line = header(ctx) + " " + std::to_string(done_) + "/" + std::to_string(done_);
     if (verbose_ == 1) line += " [" + std::string(30, '=') + "]";
     line += " - " + format_seconds(elapsed) + " " + per_step + format_logs(logs);
+    const std::string breakdown = ctx.step_times.summary();
+    if (!breakdown.empty()) line += " - step: " + breakdown;
     ctx.progress(line, true);
   }
 

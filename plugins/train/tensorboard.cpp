@@ -9,7 +9,7 @@
 // (step = optimizer steps since the run began). histogram_freq N writes a histogram of every
 // parameter ("fc/weight") every N epochs; write_graph writes the model's structure as a text
 // summary; write_images writes a few input images of the first validation batch as PNG image
-// summaries.
+// summaries. With hparams (the default), log_dir itself gets the run's HParams session (below).
 #include <ktf/components.h>
 #include <ktf/image.h>
 #include <ktf/registry.h>
@@ -17,12 +17,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <sstream>
 #include <variant>
 
+#include "profiler.h"
 #include "tensorboard/event.pb.h"
+#include "tensorboard/hparams.pb.h"
 #include "train.h"
 
 namespace ktf::train {
@@ -38,9 +41,10 @@ struct TensorBoardOptions {
   bool write_images = false;            ///< write input images of the first validation batch
   int64_t max_images = 3;               ///< images written by write_images
   bool write_steps_per_second = false;  ///< write "epoch_steps_per_second"
-  /// accepted for Keras configs (N, [start, stop] or "start,stop"); profiling is not supported
+  /// batches to profile: N, [first, last] or "first,last" (1-based, as Keras); 0 = none
   std::variant<int64_t, std::string, std::vector<int64_t>> profile_batch = int64_t{0};
   int64_t embeddings_freq = 0;  ///< accepted for Keras configs; embeddings are not supported
+  bool hparams = true;          ///< write the run's HParams session into log_dir
 };
 
 double now_seconds() {
@@ -141,6 +145,99 @@ class EventWriter {
   RunLog file_;
 };
 
+/// The run's TensorBoard HParams session, in log_dir itself (a run of its own there, beside train/
+/// and validation/, as Keras's hp.KerasCallback writes it): the session's start with the resolved
+/// config's values by JSON Pointer ("/0/optimizer/tf.keras.optimizers.Adam/learning_rate") in one
+/// event file, and per cycle an event file of its final logs as "final_<key>" scalars, the last
+/// cycle's with the session's end. Each file is written whole (write_file_atomic), once, so a
+/// resumed or restarted run never leaves half of one.
+class HParamsSession {
+ public:
+  HParamsSession(const fs::path& dir, const TrainContext& ctx)
+      : dir_(dir),
+        stem_("events.out.tfevents." + std::to_string(ctx.run_started) + ".ktf-hparams") {}
+
+  /// Writes the session's start unless this directory has it; `config` is config.resolved.json.
+  void start(const Json& config, double start_time) const {
+    const fs::path path = dir_ / stem_;
+    std::error_code ec;
+    if (fs::exists(path, ec)) return;
+    tensorboard::hparams::HParamsPluginData data;
+    data.set_version(0);
+    auto* info = data.mutable_session_start_info();
+    info->set_start_time_secs(start_time);
+    auto& values = *info->mutable_hparams();
+    for (const auto& [pointer, value] : json_leaves(config)) {
+      if (values.size() >= kMaxHParams) break;
+      tensorboard::hparams::HParamValue v;
+      if (value.is_bool())
+        v.set_bool_value(value.as_bool());
+      else if (value.is_number())
+        v.set_number_value(value.as_number());
+      else if (value.is_string())
+        v.set_string_value(excerpt(value.as_string(), 200));
+      else if (!value.is_null())
+        v.set_string_value(value.dump());  // [] or {}
+      else
+        continue;  // TensorBoard has no null hyperparameter
+      values[pointer] = v;
+    }
+    write_file_atomic(path, header() + record(plugin_event("_hparams_/session_start_info", data)));
+  }
+
+  /// Writes cycle `cycle`'s final logs at `step`; `last`: the run ends with this cycle.
+  void finish_cycle(int cycle, int64_t step, const Logs& logs, bool last) const {
+    std::string bytes = header();
+    for (const auto& [key, value] : logs) {
+      tensorflow::Event e;
+      e.set_step(step);
+      auto* v = e.mutable_summary()->add_value();
+      v->set_tag("final_" + key);
+      v->set_simple_value(static_cast<float>(value.value()));
+      bytes += record(e);
+    }
+    if (last) {
+      tensorboard::hparams::HParamsPluginData data;
+      data.set_version(0);
+      data.mutable_session_end_info()->set_status(tensorboard::hparams::STATUS_SUCCESS);
+      data.mutable_session_end_info()->set_end_time_secs(now_seconds());
+      bytes += record(plugin_event("_hparams_/session_end_info", data));
+    }
+    char name[32];
+    std::snprintf(name, sizeof name, "-cycle-%03d", cycle + 1);
+    write_file_atomic(dir_ / (stem_ + name), bytes);
+  }
+
+ private:
+  static constexpr int kMaxHParams = 4096;
+  static std::string record(tensorflow::Event e) {
+    e.set_wall_time(now_seconds());
+    return tfrecord_frame(e.SerializeAsString());
+  }
+  static std::string header() {
+    tensorflow::Event e;
+    e.set_file_version("brain.Event:2");
+    return record(e);
+  }
+  /// A summary holding the plugin data, as TensorBoard's hparams summaries are: no value but an
+  /// empty float tensor.
+  static tensorflow::Event plugin_event(const std::string& tag,
+                                        const tensorboard::hparams::HParamsPluginData& data) {
+    tensorflow::Event e;
+    auto* v = e.mutable_summary()->add_value();
+    v->set_tag(tag);
+    auto* plugin = v->mutable_metadata()->mutable_plugin_data();
+    plugin->set_plugin_name("hparams");
+    plugin->set_content(data.SerializeAsString());
+    auto* t = v->mutable_tensor();
+    t->set_dtype(tensorflow::DT_FLOAT);
+    t->mutable_tensor_shape()->add_dim()->set_size(0);
+    return e;
+  }
+  fs::path dir_;
+  std::string stem_;
+};
+
 /// update_freq as a step interval: 0 = per epoch only.
 int64_t parse_update_freq(const std::variant<std::string, int64_t>& v) {
   if (const auto* s = std::get_if<std::string>(&v)) {
@@ -153,12 +250,41 @@ int64_t parse_update_freq(const std::variant<std::string, int64_t>& v) {
               describe_value(ArgTraits<std::variant<std::string, int64_t>>::to_json(v)));
 }
 
-bool profiling_requested(const std::variant<int64_t, std::string, std::vector<int64_t>>& v) {
-  if (const auto* n = std::get_if<int64_t>(&v)) return *n != 0;
-  if (const auto* s = std::get_if<std::string>(&v)) return !s->empty() && *s != "0" && *s != "0,0";
-  for (int64_t x : std::get<std::vector<int64_t>>(v))
-    if (x != 0) return true;
-  return false;
+/// profile_batch as Keras reads it: N (batch N), [first, last] or "first,last", batches counted
+/// from 1 over the cycle's training; 0, "0", "0,0" or [] profile nothing.
+ProfileWindow parse_profile_batch(
+    const std::variant<int64_t, std::string, std::vector<int64_t>>& v) {
+  std::vector<int64_t> range;
+  if (const auto* n = std::get_if<int64_t>(&v)) {
+    range = {*n};
+  } else if (const auto* list = std::get_if<std::vector<int64_t>>(&v)) {
+    range = *list;
+  } else {
+    const std::string& text = std::get<std::string>(v);
+    std::istringstream in(text);
+    for (std::string part; std::getline(in, part, ',');) {
+      int64_t x = 0;
+      const auto first = part.find_first_not_of(' '), last = part.find_last_not_of(' ');
+      const char* b = first == std::string::npos ? part.data() : part.data() + first;
+      const char* e = first == std::string::npos ? b : part.data() + last + 1;
+      auto [end, ec] = std::from_chars(b, e, x);
+      if (ec != std::errc() || end != e || b == e)
+        throw Error("profile_batch must be N, [first, last] or \"first,last\", got " +
+                    describe_value(Json(text)));
+      range.push_back(x);
+    }
+  }
+  if (range.empty() || (range.size() <= 2 &&
+                        std::all_of(range.begin(), range.end(), [](int64_t x) { return x == 0; })))
+    return {};
+  if (range.size() == 1) range.push_back(range[0]);
+  if (range.size() != 2 || range[0] < 1 || range[1] < range[0])
+    throw Error(
+        "profile_batch must be N, [first, last] or \"first,last\" with 1 <= first <= "
+        "last (0 = none), got " +
+        describe_value(
+            ArgTraits<std::variant<int64_t, std::string, std::vector<int64_t>>>::to_json(v)));
+  return {range[0], range[1]};
 }
 
 /// [C, H, W] float or uint8 -> [H, W, C] uint8 scaled to 0..255 per image.
@@ -175,7 +301,9 @@ torch::Tensor to_hwc_uint8(const torch::Tensor& chw) {
 class TensorBoard : public Callback {
  public:
   explicit TensorBoard(const TensorBoardOptions& o)
-      : o_(o), update_every_(parse_update_freq(o.update_freq)) {
+      : o_(o),
+        update_every_(parse_update_freq(o.update_freq)),
+        profile_(parse_profile_batch(o.profile_batch)) {
     KTF_CHECK(!o.log_dir.empty(), "log_dir must not be empty");
     KTF_CHECK(o.histogram_freq >= 0, "histogram_freq must be >= 0, got ", o.histogram_freq);
     KTF_CHECK(o.max_images >= 1, "max_images must be >= 1, got ", o.max_images);
@@ -184,12 +312,19 @@ class TensorBoard : public Callback {
   void on_train_begin(TrainContext& ctx) override {
     context_ = &ctx;
     dir_ = resolve_run_path(ctx.run_dir, o_.log_dir);
+    if (!profile_.empty() && ctx.is_main())
+      profiler_ = std::make_unique<BatchProfiler>(profile_, dir_);
     train_ = std::make_unique<EventWriter>(dir_ / "train", ctx, /*fresh=*/!ctx.resuming);
     validation_.reset();
     last_batch_step_ = -1;
+    if (o_.hparams && !ctx.dry_run && ctx.is_main()) {
+      hparams_ = std::make_unique<HParamsSession>(dir_, ctx);
+      const fs::path config = ctx.run_dir / "config.resolved.json";
+      std::error_code ec;
+      if (fs::is_regular_file(config, ec))
+        hparams_->start(Json::parse_file(config.string()), static_cast<double>(ctx.run_started));
+    }
     if (ctx.resuming) return;  // the summaries below were written when the cycle started
-    if (profiling_requested(o_.profile_batch))
-      ctx.log("TensorBoard: profile_batch is not supported by ktf; ignored");
     if (o_.embeddings_freq != 0)
       ctx.log("TensorBoard: embeddings_freq is not supported by ktf; ignored");
     if (o_.write_graph && ctx.model) {
@@ -204,9 +339,10 @@ class TensorBoard : public Callback {
     train_->flush();
   }
 
-  void on_epoch_begin(TrainContext&, int64_t) override {
+  void on_epoch_begin(TrainContext& ctx, int64_t) override {
     epoch_start_ = std::chrono::steady_clock::now();
     batches_ = 0;
+    if (profiler_) profiler_->on_epoch_begin(ctx);
   }
 
   bool wants_batch_logs(const TrainContext& ctx, int64_t) override {
@@ -216,12 +352,14 @@ class TensorBoard : public Callback {
 
   void on_batch_end(TrainContext& ctx, int64_t, const Logs& logs) override {
     ++batches_;
+    if (profiler_) profiler_->on_batch_end(ctx);
     if (!train_ || logs.empty() || !wants_batch_logs(ctx, 0)) return;
     last_batch_step_ = ctx.steps_before + ctx.global_step;
     for (const auto& [k, v] : logs) train_->scalar("batch_" + k, last_batch_step_, v);
   }
 
   void on_epoch_end(TrainContext& ctx, int64_t cycle_epoch, const Logs& logs) override {
+    if (profiler_) profiler_->on_epoch_end(ctx);
     if (!train_) return;
     const int64_t epoch = ctx.epochs_before + cycle_epoch;  // continuous across cycles
     for (const auto& [k, v] : logs) {
@@ -249,9 +387,13 @@ class TensorBoard : public Callback {
     if (validation_) validation_->flush();
   }
 
-  void on_train_end(TrainContext&, const Logs&) override {
+  void on_train_end(TrainContext& ctx, const Logs& logs) override {
+    if (profiler_) profiler_->on_train_end(ctx);
     if (train_) train_->flush();
     if (validation_) validation_->flush();
+    if (hparams_)
+      hparams_->finish_cycle(ctx.cycle, ctx.epochs_before + ctx.epoch, logs,
+                             ctx.cycle + 1 == ctx.num_cycles);
   }
 
   /// The event files' lengths (a resumed run cuts them back to these) and the step counters.
@@ -261,6 +403,7 @@ class TensorBoard : public Callback {
     if (validation_) validation_->file().save_state(s.child("validation"));
     s.set("last_batch_step", last_batch_step_);
     s.set("batches", batches_);
+    if (profiler_) s.set("profiled_batches_seen", profiler_->batches_seen());
   }
   void load_state(const State& s) override {
     train_->file().load_state(s.child("train"));
@@ -270,6 +413,8 @@ class TensorBoard : public Callback {
     }
     last_batch_step_ = s.at("last_batch_step").as_int();
     batches_ = s.at("batches").as_int();
+    if (profiler_ && s.has("profiled_batches_seen"))
+      profiler_->set_batches_seen(s.at("profiled_batches_seen").as_int());
   }
 
  private:
@@ -296,6 +441,9 @@ class TensorBoard : public Callback {
   int64_t update_every_;
   fs::path dir_;
   std::unique_ptr<EventWriter> train_, validation_;
+  std::unique_ptr<HParamsSession> hparams_;
+  ProfileWindow profile_;
+  std::unique_ptr<BatchProfiler> profiler_;
   int64_t last_batch_step_ = -1;
   int64_t batches_ = 0;
   std::chrono::steady_clock::time_point epoch_start_ = std::chrono::steady_clock::now();
@@ -327,12 +475,17 @@ void register_tensorboard(Registrar& r) {
             .arg("write_steps_per_second", &TensorBoardOptions::write_steps_per_second,
                  "write the training speed as \"epoch_steps_per_second\"")
             .arg("profile_batch", &TensorBoardOptions::profile_batch,
-                 "accepted for Keras configs: N, [start, stop] or \"start,stop\"; profiling is not "
-                 "supported (a non-zero value logs a warning)")
+                 "training batches to profile (counted from 1 over the cycle, as Keras): N, "
+                 "[first, last] or \"first,last\"; 0 = none. The Chrome trace goes to "
+                 "<log_dir>/plugins/profile/cycle-<k>/ (ktf.callbacks.Profiler)")
             .min(0)
             .arg("embeddings_freq", &TensorBoardOptions::embeddings_freq,
                  "accepted for Keras configs; embeddings are not supported (a warning is logged)")
             .min(0)
+            .arg("hparams", &TensorBoardOptions::hparams,
+                 "write the run's HParams session into log_dir for TensorBoard's HParams "
+                 "dashboard: the resolved config's values by JSON Pointer, each cycle's final "
+                 "logs as final_<key> scalars")
             .example(Json::object({{"log_dir", "tensorboard"}, {"histogram_freq", 1}}))
             .build([](const TensorBoardOptions& o, BuildContext&) {
               return std::make_shared<TensorBoard>(o);

@@ -26,6 +26,7 @@ void register_early_stopping(Registrar& r);
 void register_terminate_on_nan(Registrar& r);
 void register_learning_rate_logger(Registrar& r);
 void register_tensorboard(Registrar& r);
+void register_profiler(Registrar& r);
 
 /// The standard supervised step (ktf.train.steps.Supervised): forward, loss, and the SDK's
 /// backward_and_step(), with `settings` when given and else the loop's (TrainContext).

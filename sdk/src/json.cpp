@@ -397,4 +397,39 @@ std::string describe_value(const Json& value) {
   return std::string(type_name(value.type())) + " " + text;
 }
 
+std::string json_pointer_token(const std::string& key) {
+  std::string out;
+  out.reserve(key.size());
+  for (char c : key) {
+    if (c == '~')
+      out += "~0";
+    else if (c == '/')
+      out += "~1";
+    else
+      out += c;
+  }
+  return out;
+}
+
+namespace {
+void leaves_into(const Json& v, const std::string& at,
+                 std::vector<std::pair<std::string, Json>>& out) {
+  if (v.is_object() && v.size() > 0) {
+    for (const auto& [key, value] : v.as_object())
+      leaves_into(value, at + "/" + json_pointer_token(key), out);
+  } else if (v.is_array() && v.size() > 0) {
+    for (size_t i = 0; i < v.as_array().size(); ++i)
+      leaves_into(v.as_array()[i], at + "/" + std::to_string(i), out);
+  } else {
+    out.emplace_back(at, v);
+  }
+}
+}  // namespace
+
+std::vector<std::pair<std::string, Json>> json_leaves(const Json& value) {
+  std::vector<std::pair<std::string, Json>> out;
+  leaves_into(value, "", out);
+  return out;
+}
+
 }  // namespace ktf

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -17,6 +18,7 @@
 
 namespace ktf {
 namespace {
+
 std::atomic<bool> g_interrupted{false};
 std::atomic<bool> g_checkpoint{false};
 std::atomic<bool> g_bf16_warned{false};
@@ -410,8 +412,66 @@ void TrainContext::broadcast_buffers() {
   if (!buffers.empty()) comm->broadcast(buffers);
 }
 
+TimedPart::TimedPart(StepTimes& times, double StepTimes::*part, torch::Device device, bool on)
+    : times_(times), part_(part), device_(device), on_(on && times.active) {
+  if (on_) start_ = std::chrono::steady_clock::now();
+}
+
+TimedPart::~TimedPart() {
+  if (!on_) return;
+  if (times_.synchronize) synchronize_device(device_);
+  times_.*part_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+void StepTimes::start_step(torch::Device device, int64_t index) {
+  active = !device.is_cuda() || index % 16 == 0;
+  synchronize = device.is_cuda() && active;
+  if (!active) return;
+  if (synchronize) synchronize_device(device);  // the earlier steps' kernels are not this one's
+  step_started = std::chrono::steady_clock::now();
+}
+
+void StepTimes::end_step(torch::Device device) {
+  if (!active) return;
+  if (synchronize) synchronize_device(device);
+  total += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_started).count();
+  ++steps;
+  active = false;
+}
+
+double StepTimes::other() const {
+  return std::max(0.0, total - data - forward - backward - optimizer - callbacks);
+}
+
+std::vector<std::pair<std::string, double>> StepTimes::parts(double seconds) const {
+  if (steps == 0 || !(total > 0)) return {};
+  const double scale = seconds / total;
+  return {{"data", data * scale},           {"forward", forward * scale},
+          {"backward", backward * scale},   {"optimizer", optimizer * scale},
+          {"callbacks", callbacks * scale}, {"other", other() * scale}};
+}
+
+std::string StepTimes::summary() const {
+  std::string out;
+  for (const auto& [name, fraction] : parts(1.0)) {
+    char percent[16];
+    std::snprintf(percent, sizeof percent, "%.0f%%", 100 * fraction);
+    out += (out.empty() ? "" : " · ") + name + " " + percent;
+  }
+  if (input_bound()) out += " (input-bound)";
+  return out;
+}
+
+bool StepTimes::input_bound() const { return steps > 0 && total > 0 && data >= 0.2 * total; }
+
+void synchronize_device(torch::Device device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
 torch::Tensor TrainContext::forward(const torch::Tensor& input) {
   KTF_CHECK_RUNTIME(model, "the train context has no model");
+  TimedPart timer(step_times, &StepTimes::forward, device,
+                  model->is_training() && torch::GradMode::is_enabled());
   // As PyTorch's DDP: rank 0's buffers (BatchNorm's running statistics) before every training
   // forward, so that every rank's model is rank 0's.
   if (communicator() && model->is_training()) broadcast_buffers();
@@ -446,9 +506,12 @@ bool TrainContext::backward_and_step(const torch::Tensor& loss, const StepSettin
     clear_gradients(*optimizer);
     active_ = settings;
   }
-  torch::Tensor scaled = scaler_ ? scaler_->scale(loss) : loss;
-  backward(active_.accumulation > 1 ? scaled / static_cast<double>(active_.accumulation) : scaled,
-           pending_ + 1 >= active_.accumulation);
+  {
+    TimedPart timer(step_times, &StepTimes::backward, device);
+    torch::Tensor scaled = scaler_ ? scaler_->scale(loss) : loss;
+    backward(active_.accumulation > 1 ? scaled / static_cast<double>(active_.accumulation) : scaled,
+             pending_ + 1 >= active_.accumulation);
+  }
   ++pending_;
   if (pending_ < active_.accumulation) return false;
   apply_gradients(active_, 1.0);
@@ -530,6 +593,7 @@ bool TrainContext::finish_accumulation() {
 }
 
 void TrainContext::apply_gradients(const StepSettings& settings, double scale) {
+  TimedPart timer(step_times, &StepTimes::optimizer, device);
   pending_ = 0;
   std::vector<torch::Tensor> grads;
   for (auto& group : optimizer->param_groups())
@@ -549,7 +613,15 @@ void TrainContext::apply_gradients(const StepSettings& settings, double scale) {
     graphs_->backward->end();
     graphs_->backward->replay();
   }
-  for (auto& cb : callbacks) cb->on_after_backward(*this, batch);
+  if (!callbacks.empty()) {
+    // The hooks count as callbacks, not as the optimizer's time.
+    const double before = step_times.callbacks;
+    {
+      TimedPart hooks(step_times, &StepTimes::callbacks, device);
+      for (auto& cb : callbacks) cb->on_after_backward(*this, batch);
+    }
+    step_times.optimizer -= step_times.callbacks - before;
+  }
   if (capturable_) capturable_->before_replay();
   if (capturing) graphs_->step->begin(graphs_->backward.get());
   if (scaler_) scaler_->update(finite);

@@ -1,5 +1,6 @@
 // ktf-host's exit codes and one-line errors for broken plugins and bad command lines.
 #include <gtest/gtest.h>
+#include <ktf/build_info.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -136,7 +137,9 @@ TEST(Host, ACudaDeviceWithoutCudaExits2) {
 TEST(Host, VersionNamesAbiAndLibtorch) {
   auto r = host("--version");
   EXPECT_EQ(r.exit_code, 0);
-  EXPECT_NE(r.output.find("plugin ABI 7, libtorch "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("plugin ABI " + std::to_string(KTF_ABI_VERSION) + ", libtorch "),
+            std::string::npos)
+      << r.output;
 }
 
 }  // namespace

@@ -12,6 +12,13 @@ tensorflow-cpu, installed by scripts/setup.sh with KTF_SETUP_TESTS=1 into the te
                                "<split> <records> <label sum> <pixel sum>" per split
   read-events <dir>            TensorBoard's EventAccumulator reads the event files below <dir>
                                and prints "<run> <tag> <step> <value>" for every scalar
+  read-hparams <dir>           TensorBoard's event multiplexer and hparams plugin read the HParams
+                               session in <dir> and print its "start", "hparam <name> <kind>
+                               <json>", "end <status>" and "final <run> <tag> <step> <value>"
+  read-profile <dir>           TensorBoard's PyTorch profiler plugin (torch-tb-profiler) loads the
+                               runs of traces below <dir> and prints "run <name> profiles <n>
+                               views <v,...>", and per trace "trace <run> <file> steps <s,...>"
+                               and "ops <name>..."
 
 Values are exchanged exactly: bytes as hex, floats as their 32-bit patterns, int64s as decimal.
 Exit 0 when everything matched (read-records), 1 with the first mismatches on stdout otherwise.
@@ -23,6 +30,9 @@ import struct
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# On CPUs with AVX-512, TensorFlow announces its oneDNN operations on stderr, which the tests read
+# with stdout; its numerics are not what is checked here.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import tensorflow as tf  # noqa: E402
 
 
@@ -171,6 +181,60 @@ def read_events(in_dir):
     return 0
 
 
+def read_hparams(log_dir):
+    """The HParams session in log_dir as TensorBoard's own reader (the event multiplexer its
+    server uses) and its hparams plugin's parser see it."""
+    from tensorboard.backend.event_processing import plugin_event_multiplexer
+    from tensorboard.plugins.hparams import metadata
+    from tensorboard.util import tensor_util
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(log_dir)
+    mux.Reload()
+    content = mux.PluginRunToTagToContent(metadata.PLUGIN_NAME)
+    for run in sorted(content):
+        tags = content[run]
+        if metadata.SESSION_START_INFO_TAG in tags:
+            info = metadata.parse_session_start_info_plugin_data(
+                tags[metadata.SESSION_START_INFO_TAG])
+            print("start", run, info.start_time_secs)
+            for name in sorted(info.hparams):
+                value = info.hparams[name]
+                kind = value.WhichOneof("kind")
+                print("hparam", name, kind, json.dumps(getattr(value, kind)))
+        if metadata.SESSION_END_INFO_TAG in tags:
+            info = metadata.parse_session_end_info_plugin_data(tags[metadata.SESSION_END_INFO_TAG])
+            print("end", run, info.status)
+        for tag in sorted(mux.GetAccumulator(run).Tags()["tensors"]):
+            if tag.startswith("final_"):
+                for e in mux.Tensors(run, tag):
+                    print("final", run, tag, e.step,
+                          repr(float(tensor_util.make_ndarray(e.tensor_proto))))
+    return 0
+
+
+def read_profile(log_dir):
+    """TensorBoard's PyTorch profiler plugin (torch-tb-profiler) loads every run of traces below
+    log_dir as its server does (RunLoader) and parses each trace (RunProfileData)."""
+    import tempfile
+    from torch_tb_profiler import io as tb_io
+    from torch_tb_profiler.profiler.data import RunProfileData
+    from torch_tb_profiler.profiler.loader import RunLoader
+    for root, _, files in sorted(os.walk(log_dir)):
+        traces = sorted(f for f in files if f.endswith(".pt.trace.json"))
+        if not traces:
+            continue
+        name = os.path.relpath(root, log_dir)
+        run = RunLoader(name, root, tb_io.Cache(tempfile.mkdtemp())).load()
+        print("run", name, "profiles", len(run.profiles), "views",
+              ",".join(v.name for v in run.views))
+        for f in traces:
+            data = RunProfileData.parse(f.split(".")[0], None, os.path.join(root, f),
+                                        tempfile.mkdtemp())
+            print("trace", name, f, "steps", ",".join(data.steps_names))
+            print("ops", " ".join(sorted({op.name for op in data.op_list_groupby_name})), "")
+    return 0
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "write":
@@ -182,6 +246,10 @@ def main():
         return read_shards(sys.argv[2])
     if cmd == "read-events":
         return read_events(sys.argv[2])
+    if cmd == "read-hparams":
+        return read_hparams(sys.argv[2])
+    if cmd == "read-profile":
+        return read_profile(sys.argv[2])
     print("unknown command " + cmd)
     return 2
 

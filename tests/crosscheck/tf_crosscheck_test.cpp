@@ -2,8 +2,10 @@
 // virtual environment, installed by scripts/setup.sh with KTF_SETUP_TESTS=1; tf_crosscheck.py is
 // their side): random tf.train.Examples written by TensorFlow are read by ktf value for value,
 // random Examples written by ktf are read by TensorFlow value for value, the shards of
-// `ktf-host --convert` are parsed by tf.io.parse_single_example, and TensorBoard reads every
-// scalar of a run's event files as metrics.jsonl has it.
+// `ktf-host --convert` are parsed by tf.io.parse_single_example, TensorBoard reads every
+// scalar of a run's event files as metrics.jsonl has it, and its hparams plugin reads the run's
+// HParams session: the resolved config's values and each cycle's final logs; TensorBoard's
+// PyTorch profiler plugin (torch-tb-profiler) reads the profiled batches' Chrome traces.
 #include <gtest/gtest.h>
 #include <ktf/example.h>
 #include <ktf/json.h>
@@ -14,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <sstream>
@@ -245,6 +248,150 @@ TEST(TensorFlowCrossCheck, TensorBoardReadsEveryScalarAsMetricsJsonlHasIt) {
     }
   }
   EXPECT_EQ(epochs, 3);
+}
+
+TEST(TensorFlowCrossCheck, TensorBoardReadsTheHParamsSessionWithTheConfigAndFinalMetrics) {
+  auto dir = scratch_dir("tf_hparams");
+  const std::string config = dir + "/c.json";
+  std::ofstream(config) << R"([{"datasets": {"ktf.datasets.synthetic": {"num_examples": 64,
+      "num_valid": 32, "input_shape": [6], "num_classes": 3, "batch_size": 16}},
+    "model": {"ktf.networks.MLP": {"num_outputs": 3, "hidden": [8]}},
+    "loss": {"ktf.losses.CrossEntropy": {}},
+    "metrics": [{"tf.keras.metrics.SparseCategoricalAccuracy": {}}],
+    "train_loop": {"ktf.train.KerasTrainLoop": {"num_epochs": 2, "verbose": 0, "callbacks": [
+        {"ktf.callbacks.TensorBoard": {"log_dir": "tb"}}]}}},
+    {"optimizer": {"ktf.optimizers.SGD": {"learning_rate": 0.01}}}])";
+  const std::string run = dir + "/run";
+  auto t = host("-c " + config + " -o " + run);
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  auto r = python("read-hparams " + run + "/tb");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::map<std::string, std::pair<std::string, Json>> hparams;  // name -> kind, value
+  std::map<std::string, double> finals;                         // "<tag> <step>" -> value
+  int starts = 0;
+  std::string end;
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream f(line);
+    std::string what;
+    f >> what;
+    if (what == "start") {
+      ++starts;
+    } else if (what == "hparam") {
+      std::string name, kind, value;
+      f >> name >> kind;
+      std::getline(f, value);
+      hparams[name] = {kind, Json::parse(value)};
+    } else if (what == "end") {
+      std::string which;
+      f >> which >> end;
+      EXPECT_EQ(which, ".") << line;
+    } else if (what == "final") {
+      std::string which, tag;
+      int64_t step;
+      double value;
+      f >> which >> tag >> step >> value;
+      EXPECT_EQ(which, ".") << line;
+      finals[tag + " " + std::to_string(step)] = value;
+    }
+  }
+  EXPECT_EQ(starts, 1) << r.output;
+  EXPECT_EQ(end, "1") << "STATUS_SUCCESS\n" << r.output;
+  // Every value of the resolved config but its nulls, by JSON Pointer, of its JSON type.
+  const Json resolved = Json::parse_file(run + "/config.resolved.json");
+  size_t leaves = 0;
+  std::function<void(const Json&, const std::string&)> visit = [&](const Json& v,
+                                                                   const std::string& at) {
+    if (v.is_object() && v.size() > 0) {
+      for (const auto& [k, x] : v.as_object()) visit(x, at + "/" + k);  // no '/' or '~' in keys
+      return;
+    }
+    if (v.is_array() && v.size() > 0) {
+      for (size_t i = 0; i < v.size(); ++i) visit(v.as_array()[i], at + "/" + std::to_string(i));
+      return;
+    }
+    if (v.is_null()) return;
+    ++leaves;
+    auto it = hparams.find(at);
+    ASSERT_NE(it, hparams.end()) << at << " not read by TensorBoard:\n" << r.output;
+    if (v.is_number()) {
+      EXPECT_EQ(it->second.first, "number_value") << at;
+      EXPECT_EQ(it->second.second.as_number(), v.as_number()) << at;
+    } else if (v.is_bool()) {
+      EXPECT_EQ(it->second.first, "bool_value") << at;
+      EXPECT_EQ(it->second.second, v) << at;
+    } else if (v.is_string()) {
+      EXPECT_EQ(it->second.first, "string_value") << at;
+      EXPECT_EQ(it->second.second, v) << at;
+    }
+  };
+  visit(resolved, "");
+  EXPECT_EQ(hparams.size(), leaves) << r.output;
+  EXPECT_EQ(hparams.at("/1/optimizer/ktf.optimizers.SGD/learning_rate").second.as_number(), 0.01);
+  // Each cycle's final logs at the run's epoch count: metrics.jsonl's last record of the cycle.
+  std::map<int64_t, Json> last;
+  std::ifstream metrics(run + "/metrics.jsonl");
+  int64_t epochs = 0, cycle_end[3] = {0, 0, 0};
+  for (std::string line; std::getline(metrics, line);) {
+    Json m = Json::parse(line);
+    last[m.at("cycle").as_int()] = m;
+    cycle_end[m.at("cycle").as_int()] = epochs++;
+  }
+  ASSERT_EQ(last.size(), 2u);
+  for (int64_t c = 1; c <= 2; ++c)
+    for (const char* key : {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}) {
+      auto it = finals.find(std::string("final_") + key + " " + std::to_string(cycle_end[c]));
+      ASSERT_NE(it, finals.end()) << "final_" << key << " of cycle " << c << ":\n" << r.output;
+      EXPECT_FLOAT_EQ(static_cast<float>(it->second),
+                      static_cast<float>(last[c].at(key).as_number()))
+          << key << " of cycle " << c;
+    }
+}
+
+TEST(TensorFlowCrossCheck, TensorBoardsPyTorchProfilerPluginReadsTheProfiledBatches) {
+  auto dir = scratch_dir("tf_profile");
+  const std::string config = dir + "/c.json";
+  // 8 training batches an epoch; TensorBoard profiles batches 2-3, the Profiler 7-10, across the
+  // end of epoch 1 (its validation is left out).
+  std::ofstream(config) << R"([{"datasets": {"ktf.datasets.synthetic": {"num_examples": 128,
+      "num_valid": 32, "input_shape": [6], "num_classes": 3, "batch_size": 16}},
+    "model": {"ktf.networks.MLP": {"num_outputs": 3, "hidden": [8]}},
+    "loss": {"ktf.losses.CrossEntropy": {}},
+    "train_loop": {"ktf.train.KerasTrainLoop": {"num_epochs": 2, "verbose": 0, "callbacks": [
+        {"ktf.callbacks.TensorBoard": {"log_dir": "tb", "profile_batch": "2,3"}},
+        {"ktf.callbacks.Profiler": {"batches": [7, 10], "log_dir": "prof"}}]}}}])";
+  const std::string run = dir + "/run";
+  auto t = host("-c " + config + " -o " + run);
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  EXPECT_NE(t.output.find("profiler: batches 2-3 of cycle 1: "), std::string::npos) << t.output;
+  EXPECT_NE(t.output.find("profiler: batches 7-10 of cycle 1: "), std::string::npos) << t.output;
+  for (const auto& [log_dir, steps] :
+       {std::pair<std::string, std::string>{"tb", "2,3"}, {"prof", "7,8,9,10"}}) {
+    const fs::path profile_dir = fs::path(run) / log_dir / "plugins" / "profile" / "cycle-1";
+    std::vector<fs::path> traces;
+    for (const auto& f : fs::directory_iterator(profile_dir)) traces.push_back(f.path());
+    ASSERT_EQ(traces.size(), 1u) << profile_dir;
+    // Chrome trace JSON: a traceEvents list of complete ("X") events with microsecond times.
+    Json trace = Json::parse_file(traces[0].string());
+    ASSERT_TRUE(trace.at("traceEvents").is_array());
+    int ops = 0;
+    for (const auto& e : trace.at("traceEvents").as_array())
+      if (e.at("ph").as_string() == "X") {
+        EXPECT_GE(e.at("dur").as_number(), 0);
+        EXPECT_GT(e.at("ts").as_number(), 1.7e15);  // wall-clock microseconds, after 2023
+        ops += e.at("cat").as_string() == "cpu_op";
+      }
+    EXPECT_GT(ops, 20) << traces[0];
+    auto r = python("read-profile " + (fs::path(run) / log_dir).string());
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("run plugins/profile/cycle-1 profiles 1 views overall,operator"),
+              std::string::npos)
+        << r.output;
+    EXPECT_NE(r.output.find(" steps " + steps + "\n"), std::string::npos) << r.output;
+    // The MLP's forward, backward and the optimizer's operators, as the plugin groups them.
+    for (const char* op : {" aten::addmm ", " aten::relu ", " AddmmBackward0 ", " aten::add_ "})
+      EXPECT_NE(r.output.find(op), std::string::npos) << op << " in\n" << r.output;
+  }
 }
 
 }  // namespace

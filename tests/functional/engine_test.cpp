@@ -37,17 +37,7 @@ std::string slurp(const fs::path& path) {
   return s.str();
 }
 
-// A small synthetic classification run: 2 cycles of one short epoch each.
-const char* kTwoCycles = R"([
-  { "datasets": {"ktf.datasets.synthetic": {"num_examples": 128, "num_valid": 32, "num_classes": 4,
-                                            "input_shape": [8], "batch_size": 32}},
-    "model": {"ktf.networks.MLP": {"num_outputs": 4, "hidden": [16]}},
-    "loss": {"tf.keras.losses.SparseCategoricalCrossentropy": {"from_logits": true}},
-    "metrics": [{"tf.keras.metrics.SparseCategoricalAccuracy": {}}],
-    "train_loop": {"ktf.train.KerasTrainLoop": {"num_epochs": 1, "verbose": 0}},
-  },
-  { "optimizer": {"ktf.optimizers.SGD": {"learning_rate": 0.01}} },
-])";
+const char* const kTwoCycles = ktf::test::kTwoShortCycles;
 
 Json two_cycles() { return Json::parse(kTwoCycles); }
 

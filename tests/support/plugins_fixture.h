@@ -34,4 +34,17 @@ CommandResult run_command(const std::string& command);
 /// A fresh empty directory under the build tree's test scratch area.
 std::string scratch_dir(const std::string& name);
 
+/// A small synthetic classification run for ktf-host tests: 2 cycles of one short epoch each
+/// (128 examples of 8 features, 4 classes, an MLP); cycle 2 trains with SGD at 0.01.
+inline const char* const kTwoShortCycles = R"([
+  { "datasets": {"ktf.datasets.synthetic": {"num_examples": 128, "num_valid": 32, "num_classes": 4,
+                                            "input_shape": [8], "batch_size": 32}},
+    "model": {"ktf.networks.MLP": {"num_outputs": 4, "hidden": [16]}},
+    "loss": {"tf.keras.losses.SparseCategoricalCrossentropy": {"from_logits": true}},
+    "metrics": [{"tf.keras.metrics.SparseCategoricalAccuracy": {}}],
+    "train_loop": {"ktf.train.KerasTrainLoop": {"num_epochs": 1, "verbose": 0}},
+  },
+  { "optimizer": {"ktf.optimizers.SGD": {"learning_rate": 0.01}} },
+])";
+
 }  // namespace ktf::test

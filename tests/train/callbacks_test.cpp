@@ -177,10 +177,12 @@ TEST(Loggers, CsvAndJsonLinesMatchTheLogs) {
     Json line = Json::parse(jsonl[e]);
     EXPECT_EQ(line.at("epoch").as_int(), static_cast<int64_t>(e + 1));
     EXPECT_EQ(line.at("cycle").as_int(), 1);
-    // metrics.jsonl records add the pass's timing (train_seconds, ...) to the callback logs.
+    // metrics.jsonl records add the pass's timing (train_seconds, time_data, ...) to the callback
+    // logs.
     Logs logged;
     for (const auto& [k, v] : epochs[e].logs)
-      if (k.rfind("train_", 0) != 0 && k != "samples_per_second" && k != "first_step_after_start")
+      if (k.rfind("train_", 0) != 0 && k.rfind("time_", 0) != 0 && k != "samples_per_second" &&
+          k != "first_step_after_start")
         logged.emplace_back(k, v);
     EXPECT_EQ(line.size(), 2 + logged.size());
     for (const auto& [k, v] : logged) EXPECT_EQ(line.at(k).as_number(), v) << k;

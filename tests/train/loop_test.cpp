@@ -1,12 +1,105 @@
 // KerasTrainLoop / CustomTrainLoop: convergence, logs, freezing, stopping.
 #include <ktf/components.h>
 
+#include <chrono>
 #include <cmath>
+#include <thread>
 
 #include "train_fixtures.h"
 
 namespace ktf::test {
 namespace {
+
+/// A data pipeline that takes `delay` to produce each batch.
+class SlowStream : public BatchStream {
+ public:
+  SlowStream(std::shared_ptr<BatchStream> inner, std::chrono::milliseconds delay)
+      : inner_(std::move(inner)), delay_(delay) {}
+  void start_epoch(int64_t epoch) override { inner_->start_epoch(epoch); }
+  std::optional<Batch> next() override {
+    std::this_thread::sleep_for(delay_);
+    return inner_->next();
+  }
+  int64_t num_batches() const override { return inner_->num_batches(); }
+  int64_t num_examples() const override { return inner_->num_examples(); }
+
+ private:
+  std::shared_ptr<BatchStream> inner_;
+  std::chrono::milliseconds delay_;
+};
+
+const char* const kStepParts[] = {"data", "forward", "backward", "optimizer", "callbacks", "other"};
+
+TEST(StepTimes, EachEpochRecordBreaksTheTrainingTimeDownIntoPartsThatAddUp) {
+  Harness h("step_times");
+  h.ctx.quiet = false;  // the epoch lines go to the log sink
+  auto loop =
+      h.loop(Json::parse(R"({"ktf.train.KerasTrainLoop": {"num_epochs": 2, "verbose": 2}})"));
+  loop->run(h.ctx);
+  auto epochs = h.epochs();
+  ASSERT_EQ(epochs.size(), 2u);
+  for (const auto& e : epochs) {
+    double sum = 0;
+    for (const char* part : kStepParts) {
+      auto v = find_log(e.logs, std::string("time_") + part);
+      ASSERT_TRUE(v.has_value()) << part;
+      EXPECT_GE(*v, 0) << part;
+      sum += *v;
+    }
+    const double seconds = log_value(e.logs, "train_seconds");
+    EXPECT_NEAR(sum, seconds, 1e-9 + 1e-9 * seconds);
+    // 8 batches, each a forward, a backward and an SGD step of the toy network.
+    EXPECT_GT(log_value(e.logs, "time_forward"), 0);
+    EXPECT_GT(log_value(e.logs, "time_backward"), 0);
+    EXPECT_GT(log_value(e.logs, "time_optimizer"), 0);
+  }
+  EXPECT_EQ(h.ctx.step_times.steps, 8);
+  auto lines = split_lines(h.log);
+  ASSERT_EQ(lines.size(), 2u) << h.log;
+  for (const auto& line : lines) {
+    EXPECT_NE(line.find(" - step: data "), std::string::npos) << line;
+    for (const char* part :
+         {" · forward ", " · backward ", " · optimizer ", " · callbacks ", " · other "})
+      EXPECT_NE(line.find(part), std::string::npos) << part << " in " << line;
+    EXPECT_EQ(line.find("input-bound"), std::string::npos) << line;  // the data is in memory
+  }
+}
+
+TEST(StepTimes, ASlowDataPipelineIsReportedAsInputBound) {
+  Harness h("step_times_slow");
+  h.ctx.quiet = false;
+  h.ctx.train_data =
+      std::make_shared<SlowStream>(separable(256, 32, 1), std::chrono::milliseconds(30));
+  auto loop =
+      h.loop(Json::parse(R"({"ktf.train.KerasTrainLoop": {"num_epochs": 1, "verbose": 2}})"));
+  loop->run(h.ctx);
+  auto epochs = h.epochs();
+  ASSERT_EQ(epochs.size(), 1u);
+  // 8 batches of 30 ms waiting against a few milliseconds of the toy network's work.
+  EXPECT_GE(log_value(epochs[0].logs, "time_data"), 0.24);
+  EXPECT_GT(log_value(epochs[0].logs, "time_data"),
+            0.5 * log_value(epochs[0].logs, "train_seconds"));
+  EXPECT_TRUE(h.ctx.step_times.input_bound());
+  EXPECT_NE(h.log.find("(input-bound)"), std::string::npos) << h.log;
+}
+
+TEST(StepTimes, PartsAreScaledToTheWholePassAndEmptyWithoutTimedSteps) {
+  StepTimes t;
+  EXPECT_TRUE(t.parts(1.0).empty());
+  EXPECT_EQ(t.summary(), "");
+  EXPECT_FALSE(t.input_bound());
+  t.data = 1, t.forward = 2, t.backward = 3, t.optimizer = 1, t.callbacks = 0.5, t.total = 10;
+  t.steps = 4;  // on CUDA one step in 16 is timed: the parts scale to the pass's seconds
+  auto parts = t.parts(20.0);
+  ASSERT_EQ(parts.size(), 6u);
+  EXPECT_EQ(parts[0], (std::pair<std::string, double>("data", 2.0)));
+  EXPECT_EQ(parts[5], (std::pair<std::string, double>("other", 5.0)));
+  EXPECT_EQ(t.summary(),
+            "data 10% · forward 20% · backward 30% · optimizer 10% · callbacks 5% · other 25%");
+  t.data = 2.5;
+  EXPECT_TRUE(t.input_bound());
+  EXPECT_EQ(t.summary().substr(t.summary().size() - 14), " (input-bound)");
+}
 
 TEST(Loop, KerasTrainLoopLearnsSeparableData) {
   Harness h("keras_converges");
@@ -18,9 +111,9 @@ TEST(Loop, KerasTrainLoopLearnsSeparableData) {
   EXPECT_EQ(keys, (std::vector<std::string>{"loss", "accuracy", "val_loss", "val_accuracy", "lr"}));
   auto epochs = h.epochs();
   ASSERT_EQ(epochs.size(), 6u);
-  // metrics.jsonl records are the logs plus the training pass's timing.
+  // metrics.jsonl records are the logs plus the training pass's timing and its breakdown.
   const Logs& recorded = epochs.back().logs;
-  ASSERT_EQ(recorded.size(), logs.size() + 4);
+  ASSERT_EQ(recorded.size(), logs.size() + 4 + 6);
   EXPECT_EQ(Logs(recorded.begin(), recorded.begin() + static_cast<long>(logs.size())), logs);
   EXPECT_EQ(log_value(recorded, "train_samples"), 256);
   EXPECT_EQ(log_value(recorded, "train_steps"), 8);
@@ -571,6 +664,154 @@ TEST(Precision, TheLoopsPrecisionArgumentReachesTheContext) {
   Logs logs = loop->run(h.ctx);
   EXPECT_EQ(h.ctx.precision, Precision::BF16);
   EXPECT_TRUE(std::isfinite(log_value(logs, "loss")));
+}
+
+}  // namespace
+}  // namespace ktf::test
+
+namespace ktf::test {
+namespace {
+
+std::vector<torch::Tensor> copies(const std::vector<torch::Tensor>& tensors) {
+  std::vector<torch::Tensor> out;
+  for (const auto& t : tensors) out.push_back(t.detach().clone());
+  return out;
+}
+
+bool all_close(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!torch::allclose(a[i], b[i], 1e-5, 1e-6)) return false;
+  return true;
+}
+
+/// The model's parameters at the hooks the weight averages change.
+struct WeightProbe : Callback {
+  std::vector<torch::Tensor> at_train_begin;
+  std::vector<std::vector<torch::Tensor>> after_batch, at_epoch_begin, at_epoch_end;
+  void on_train_begin(TrainContext& ctx) override {
+    at_train_begin = copies(ctx.model->parameters());
+  }
+  void on_epoch_begin(TrainContext& ctx, int64_t) override {
+    at_epoch_begin.push_back(copies(ctx.model->parameters()));
+  }
+  void on_batch_end(TrainContext& ctx, int64_t, const Logs&) override {
+    after_batch.push_back(copies(ctx.model->parameters()));
+  }
+  void on_epoch_end(TrainContext& ctx, int64_t, const Logs&) override {
+    at_epoch_end.push_back(copies(ctx.model->parameters()));
+  }
+};
+std::shared_ptr<WeightProbe> g_weights;
+
+void register_weight_probe() {
+  register_once<Callback>("test.callbacks.WeightProbe", [] {
+    g_weights = std::make_shared<WeightProbe>();
+    return g_weights;
+  });
+}
+
+/// The mean validation loss of the model as it is (eval mode), as the loop computes val_loss.
+double validation_loss(Harness& h) {
+  torch::NoGradGuard no_grad;
+  h.model->eval();
+  double sum = 0;
+  int64_t n = 0;
+  h.ctx.valid_data->start_epoch(0);
+  while (auto b = h.ctx.valid_data->next()) {
+    sum += h.ctx.loss->compute(h.model->forward(b->input), b->target).item<double>() *
+           static_cast<double>(b->input.size(0));
+    n += b->input.size(0);
+  }
+  return sum / static_cast<double>(n);
+}
+
+TEST(WeightAverage, EmaValidatesAndEndsWithTheAverageAndKeepsTheRawWeights) {
+  register_weight_probe();
+  Harness h("ema");
+  auto loop = h.loop(Json::parse(R"({"ktf.train.KerasTrainLoop": {"num_epochs": 2,
+      "ema": {"decay": 0.5}, "callbacks": [{"test.callbacks.WeightProbe": {}}]}})"));
+  const Logs logs = loop->run(h.ctx);
+  auto& probe = *g_weights;
+  ASSERT_EQ(probe.after_batch.size(), 16u);  // 8 batches an epoch, one SGD step each
+  // The average: the initial weights, then average = 0.5 average + 0.5 weights after each step.
+  std::vector<torch::Tensor> average = copies(probe.at_train_begin);
+  for (size_t step = 0; step < 16; ++step) {
+    for (size_t i = 0; i < average.size(); ++i)
+      average[i] = 0.5 * average[i] + 0.5 * probe.after_batch[step][i];
+    if (step % 8 == 7) {  // the epoch's end: its callbacks see the average
+      EXPECT_TRUE(all_close(probe.at_epoch_end[step / 8], average)) << "epoch " << step / 8 + 1;
+      EXPECT_FALSE(all_close(probe.at_epoch_end[step / 8], probe.after_batch[step]));
+    }
+  }
+  // Training went on from the raw weights; the cycle ends with the average.
+  EXPECT_TRUE(all_close(probe.at_epoch_begin[1], probe.after_batch[7]));
+  EXPECT_TRUE(all_close(copies(h.model->parameters()), average));
+  // val_loss is the average's, and the raw weights are kept in weights/cycle-1.raw.pt.
+  EXPECT_NEAR(validation_loss(h), log_value(logs, "val_loss"), 1e-6);
+  const auto raw_path = std::filesystem::path(h.run_dir) / "weights" / "cycle-1.raw.pt";
+  ASSERT_TRUE(std::filesystem::exists(raw_path));
+  auto raw = std::make_shared<ToyNet>();
+  torch::load(raw, raw_path.string());
+  EXPECT_TRUE(all_close(copies(raw->parameters()), probe.after_batch.back()));
+  EXPECT_NE(h.log.find("train loop: ema (decay 0.5) of the weights"), std::string::npos) << h.log;
+}
+
+TEST(WeightAverage, EmaWarmupAndStartStep) {
+  register_weight_probe();
+  Harness h("ema_warmup");
+  auto loop = h.loop(Json::parse(R"({"ktf.train.KerasTrainLoop": {"num_epochs": 1,
+      "ema": {"decay": 0.9, "warmup": true, "start_step": 3},
+      "callbacks": [{"test.callbacks.WeightProbe": {}}]}})"));
+  loop->run(h.ctx);
+  auto& probe = *g_weights;
+  ASSERT_EQ(probe.after_batch.size(), 8u);
+  // Steps 1-3 copy the weights; then update n uses decay min(0.9, (1 + n) / (10 + n)).
+  std::vector<torch::Tensor> average = copies(probe.after_batch[2]);
+  for (size_t step = 3; step < 8; ++step) {
+    const double n = static_cast<double>(step - 2);
+    const double decay = std::min(0.9, (1 + n) / (10 + n));
+    for (size_t i = 0; i < average.size(); ++i)
+      average[i] = decay * average[i] + (1 - decay) * probe.after_batch[step][i];
+  }
+  EXPECT_TRUE(all_close(copies(h.model->parameters()), average));
+}
+
+TEST(WeightAverage, SwaIsTheMeanOfTheEpochEndsFromItsStartEpoch) {
+  register_weight_probe();
+  Harness h("swa");
+  auto loop = h.loop(Json::parse(R"({"ktf.train.KerasTrainLoop": {"num_epochs": 3,
+      "swa": {"start_epoch": 2}, "callbacks": [{"test.callbacks.WeightProbe": {}}]}})"));
+  loop->run(h.ctx);
+  auto& probe = *g_weights;
+  ASSERT_EQ(probe.after_batch.size(), 24u);
+  // Epoch 1 averages nothing yet: its callbacks see the raw weights.
+  EXPECT_TRUE(all_close(probe.at_epoch_end[0], probe.after_batch[7]));
+  std::vector<torch::Tensor> mean;
+  for (size_t i = 0; i < probe.after_batch[15].size(); ++i)
+    mean.push_back((probe.after_batch[15][i] + probe.after_batch[23][i]) / 2);
+  EXPECT_TRUE(all_close(probe.at_epoch_end[1], probe.after_batch[15]));  // the mean of one
+  EXPECT_TRUE(all_close(probe.at_epoch_end[2], mean));
+  EXPECT_TRUE(all_close(copies(h.model->parameters()), mean));
+}
+
+TEST(WeightAverage, BadOptionsNameTheKeyOrValue) {
+  for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+           {R"("ema": {"decay": 1.5})", "ema › decay: must be in (0, 1), got number 1.5"},
+           {R"("ema": {"decy": 0.9})",
+            "ema: unknown key 'decy' (it takes decay, warmup, start_step)"},
+           {R"("ema": {"warmup": 1})", "ema › warmup: expected a boolean, got integer 1"},
+           {R"("swa": {"start_epoch": 0})", "swa › start_epoch: must be >= 1, got 0"},
+           {R"("ema": {}, "swa": {})", "ema and swa cannot both be set"}}) {
+    Harness h("ema_bad");
+    try {
+      h.loop(Json::parse(R"({"ktf.train.KerasTrainLoop": {)" + args + "}}"));
+      ADD_FAILURE() << args << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+      EXPECT_EQ(e.exit_code(), kExitConfig) << args;
+    }
+  }
 }
 
 }  // namespace

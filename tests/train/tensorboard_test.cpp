@@ -53,9 +53,20 @@ TEST(TensorBoard, EventFilesHoldTheLogs) {
   loop->run(h.ctx);
   auto epochs = h.epochs();
   ASSERT_EQ(epochs.size(), 3u);
-  EXPECT_NE(h.log.find("TensorBoard: profile_batch is not supported by ktf; ignored"),
-            std::string::npos)
-      << h.log;
+  // profile_batch [10, 20]: batches 10 to 20 of the cycle's 24, across two epoch ends.
+  EXPECT_NE(h.log.find("profiler: batches 10-20 of cycle 1: "), std::string::npos) << h.log;
+  const fs::path profiles = fs::path(h.run_dir) / "tb" / "plugins" / "profile" / "cycle-1";
+  std::vector<fs::path> traces;
+  for (const auto& f : fs::directory_iterator(profiles)) traces.push_back(f.path());
+  ASSERT_EQ(traces.size(), 1u);
+  const std::string name = traces[0].filename().string();
+  EXPECT_EQ(name.substr(name.size() - 14), ".pt.trace.json") << name;
+  std::vector<std::string> steps;
+  for (const auto& e : Json::parse_file(traces[0].string()).at("traceEvents").as_array())
+    if (e.at("name").as_string().rfind("ProfilerStep#", 0) == 0)
+      steps.push_back(e.at("name").as_string().substr(13));
+  EXPECT_EQ(steps, (std::vector<std::string>{"10", "11", "12", "13", "14", "15", "16", "17", "18",
+                                             "19", "20"}));
 
   auto train = read_events(fs::path(h.run_dir) / "tb" / "train");
   ASSERT_FALSE(train.empty());
@@ -221,6 +232,30 @@ TEST(TensorBoard, WritesInputImages) {
         EXPECT_EQ(v.image().encoded_image_string().substr(0, 4), "\x89PNG");
       }
   EXPECT_EQ(tags, (std::vector<std::string>{"input_images/image/0", "input_images/image/1"}));
+}
+
+TEST(TensorBoard, BadProfileBatchIsAnError) {
+  Harness h("tensorboard_bad_profile");
+  for (const auto& [value, message] : std::vector<std::pair<std::string, std::string>>{
+           {R"("2,x")",
+            R"(profile_batch must be N, [first, last] or "first,last", got string "2,x")"},
+           {"[5, 2]", R"(with 1 <= first <= last (0 = none), got array [5, 2])"}}) {
+    try {
+      build<Callback>(
+          Json::parse(R"({"ktf.callbacks.TensorBoard": {"profile_batch": )" + value + "}}"),
+          &h.builder);
+      ADD_FAILURE() << value << ": no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+    }
+  }
+  // 0, "0,0" and [] profile nothing.
+  for (const char* none : {"0", R"("0,0")", "[]"})
+    EXPECT_NO_THROW(build<Callback>(
+        Json::parse(std::string(R"({"ktf.callbacks.TensorBoard": {"profile_batch": )") + none +
+                    "}}"),
+        &h.builder))
+        << none;
 }
 
 TEST(TensorBoard, BadUpdateFreqIsAnError) {

@@ -623,22 +623,17 @@ std::string markdown_reference(const Registry& registry) {
 
 namespace {
 
-/// A key as one RFC 6901 reference token.
-std::string pointer_token(const std::string& key) {
-  return replace_chars(key, {{'~', "~0"}, {'/', "~1"}});
-}
-
 void diff_into(const std::string& at, const Json& a, const Json& b, std::vector<JsonChange>& out) {
   if (a.is_object() && b.is_object()) {
     for (const auto& [key, value] : a.as_object()) {
       const Json* other = b.find(key);
       if (!other)
-        out.push_back({at + "/" + pointer_token(key), value, std::nullopt});
+        out.push_back({at + "/" + json_pointer_token(key), value, std::nullopt});
       else
-        diff_into(at + "/" + pointer_token(key), value, *other, out);
+        diff_into(at + "/" + json_pointer_token(key), value, *other, out);
     }
     for (const auto& [key, value] : b.as_object())
-      if (!a.find(key)) out.push_back({at + "/" + pointer_token(key), std::nullopt, value});
+      if (!a.find(key)) out.push_back({at + "/" + json_pointer_token(key), std::nullopt, value});
     return;
   }
   if (a.is_array() && b.is_array()) {

@@ -24,6 +24,7 @@
 #include "ktf/config.h"
 #include "ktf/cycle.h"
 #include "ktf/data.h"
+#include "ktf/diff.h"
 #include "ktf/distributed.h"
 #include "ktf/network.h"
 #include "ktf/process.h"
@@ -811,23 +812,6 @@ Json canonical_names(const Json& config, const Registry& registry) {
     out.set(name, canonical_names(value, registry));
   }
   return out;
-}
-
-/// Plugins whose version or file changed since the run started ("/<name>/version" etc.).
-std::vector<JsonChange> plugin_changes(const Json& before, const Json& after) {
-  auto by_name = [](const Json& list) {
-    Json out = Json::object();
-    if (!list.is_array()) return out;
-    for (const auto& p : list.as_array()) {
-      if (!p.is_object() || !p.find("name")) continue;
-      Json entry = Json::object();
-      for (const char* key : {"version", "fnv1a64", "sdk_version", "torch_version"})
-        if (const Json* v = p.find(key)) entry.set(key, *v);
-      out.set(p.at("name").as_string(), entry);
-    }
-    return out;
-  };
-  return json_diff(by_name(before), by_name(after));
 }
 
 /// What a run starts from, decided before anything trains (by rank 0 in a distributed job).

@@ -13,34 +13,35 @@
 namespace ktf {
 namespace fs = std::filesystem;
 
-EvaluateResult evaluate(const EvaluateOptions& options, Registry& registry) {
-  fs::path config_path = options.run_dir / "config.resolved.json";
+TrainedCycle load_trained_cycle(const fs::path& run_dir, int cycle,
+                                const std::vector<std::string>& overrides,
+                                const std::string& device_name, int threads,
+                                const std::string& memory_format, Registry& registry) {
+  fs::path config_path = run_dir / "config.resolved.json";
   if (!fs::exists(config_path))
-    throw Error("'" + options.run_dir.string() +
-                "' is not a ktf run directory (no config.resolved.json)");
+    throw Error("'" + run_dir.string() + "' is not a ktf run directory (no config.resolved.json)");
   Json config = Json::parse_file(config_path.string());
-  for (const auto& o : options.overrides) apply_override(config, o);
+  for (const auto& o : overrides) apply_override(config, o);
   Json cycles = resolve_config(config, registry);
   int n = static_cast<int>(cycles.size());
-  int k = options.cycle == 0 ? n : options.cycle;
+  int k = cycle == 0 ? n : cycle;
   if (k < 1 || k > n)
-    throw Error("--cycle " + std::to_string(options.cycle) + ": the run has " + std::to_string(n) +
+    throw Error("--cycle " + std::to_string(cycle) + ": the run has " + std::to_string(n) +
                 " cycle(s)");
-  fs::path weights = options.run_dir / "weights" / ("cycle-" + std::to_string(k) + ".pt");
+  fs::path weights = run_dir / "weights" / ("cycle-" + std::to_string(k) + ".pt");
   if (!fs::exists(weights))
     throw Error("no weights for cycle " + std::to_string(k) + ": '" + weights.string() +
                 "' does not exist");
-  const torch::Device device = resolve_device(options.device);
-  configure_threads(options.threads);
+  const torch::Device device = resolve_device(device_name);
+  configure_threads(threads);
   BuildSettings settings;
   settings.device = device;
-  settings.run_dir = options.run_dir;
-  settings.memory_format = options.memory_format;
+  settings.run_dir = run_dir;
+  settings.memory_format = memory_format;
   CycleBuilder builder(registry, settings);
-  Cycle built = builder.build(cycles, static_cast<size_t>(k - 1), BuildStage::Evaluation);
-  const std::string& label = built.label;
-  auto dataset = built.dataset;
-  auto model = built.model;
+  TrainedCycle out{builder.build(cycles, static_cast<size_t>(k - 1), BuildStage::Evaluation), k,
+                   weights, device, torch::MemoryFormat::Contiguous};
+  auto model = out.cycle.model;
   // libtorch's load takes each tensor's shape from the file: compare with the model the config
   // builds, so weights of another model are refused, naming the first tensor that differs.
   std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
@@ -69,8 +70,23 @@ EvaluateResult evaluate(const EvaluateOptions& options, Registry& registry) {
                   shape_str(before) + " in the model");
   }
   model->to(device);
-  const auto format = choose_memory_format(*model, options.memory_format);
+  out.format = choose_memory_format(*model, memory_format);
   model->eval();
+  return out;
+}
+
+EvaluateResult evaluate(const EvaluateOptions& options, Registry& registry) {
+  TrainedCycle trained =
+      load_trained_cycle(options.run_dir, options.cycle, options.overrides, options.device,
+                         options.threads, options.memory_format, registry);
+  const Cycle& built = trained.cycle;
+  const int k = trained.k;
+  const fs::path& weights = trained.weights;
+  const torch::Device device = trained.device;
+  const auto format = trained.format;
+  const std::string& label = built.label;
+  auto dataset = built.dataset;
+  auto model = built.model;
   auto loss = built.loss;
   auto& metrics = built.metrics;
 

@@ -1,4 +1,5 @@
-// ktf/image.h — PNG encoding and decoding for datasets, viewers and TensorBoard image summaries.
+// ktf/image.h — PNG encoding and decoding, JPEG decoding, for datasets, viewers, --predict and
+// TensorBoard image summaries.
 //
 //   torch::Tensor img = ktf::decode_png(bytes, "images/cat/001.png");  // uint8 [H, W, C]
 //   std::string png = ktf::encode_png(img);
@@ -23,6 +24,18 @@ constexpr uint64_t kMaxDecodedImageBytes = uint64_t{1} << 30;
 /// (<reason>)"; so does one whose header declares more pixels than kMaxDecodedImageBytes or than
 /// its compressed data can hold (deflate expands at most 1032 times).
 torch::Tensor decode_png(std::string_view data, const std::string& context, int channels = 0);
+
+/// Decodes a JPEG image to uint8 [H, W, C]; `channels` 0 keeps the file's (1 or 3), 1 or 3
+/// converts. A corrupt image throws ktf::Error "<context>: cannot decode JPEG (<reason>)"; so does
+/// one whose header declares more than kMaxDecodedImageBytes.
+torch::Tensor decode_jpeg(std::string_view data, const std::string& context, int channels = 0);
+
+/// True when `data` starts with the JPEG magic bytes.
+bool is_jpeg(std::string_view data);
+
+/// Decodes a PNG or JPEG image (by its magic bytes) to uint8 [H, W, C] with `channels` (0 keeps
+/// the file's; JPEG has no alpha: 4 gives 3).
+torch::Tensor decode_image(std::string_view data, const std::string& context, int channels = 0);
 
 /// Encodes a uint8 [H, W, C] tensor (C = 1, 2, 3 or 4; [H, W] is gray) as PNG bytes.
 std::string encode_png(const torch::Tensor& hwc_uint8);

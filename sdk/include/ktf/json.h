@@ -105,4 +105,10 @@ const char* type_name(Json::Type type);
 /// A short rendering of a value for error messages, e.g. `string "ten"` or `integer 3`.
 std::string describe_value(const Json& value);
 
+/// An object key as one RFC 6901 reference token ("a/b~c" -> "a~1b~0c").
+std::string json_pointer_token(const std::string& key);
+/// Every leaf of `value` by RFC 6901 pointer ("/0/optimizer/Adam/learning_rate"), in document
+/// order: scalars, and empty arrays and objects as themselves.
+std::vector<std::pair<std::string, Json>> json_leaves(const Json& value);
+
 }  // namespace ktf

@@ -37,6 +37,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -114,6 +115,62 @@ class GradScaler : public Stateful {
   int64_t skipped_ = 0;
 };
 
+/// Where a training pass's time went, in seconds (TrainContext::step_times), so that "is it
+/// input-bound?" is answered without a profiler. The train loops time waiting for the next batch
+/// (the data pipeline, and the copy to the device) and the callbacks' batch hooks with the
+/// metrics' updates; forward() times the model's training forward passes and backward_and_step()
+/// the backward passes (with a distributed job's gradient all-reduce) and the optimizer step
+/// (with unscaling and clipping; its on_after_backward hooks count as callbacks). `total` is the
+/// wall time of the timed steps: what the parts leave of it is the train step's own work (the
+/// loss, a forward it runs without forward(), CUDA graph replays). On a CUDA device kernels run
+/// asynchronously: the loops time one step in 16 and set `synchronize` for it, and every part
+/// then waits for the device before its clock stops.
+struct StepTimes {
+  double data = 0, forward = 0, backward = 0, optimizer = 0, callbacks = 0;
+  double total = 0;          ///< wall time of the timed steps
+  int64_t steps = 0;         ///< steps timed
+  bool active = false;       ///< the running step is timed
+  bool synchronize = false;  ///< wait for the device before each clock reading (CUDA)
+  /// total minus the parts (never negative).
+  double other() const;
+  /// {"data", ...}, {"forward", ...}, backward, optimizer, callbacks, other: the parts scaled to
+  /// add up to `seconds` (the whole pass's time; on CUDA only some steps are timed). Empty when
+  /// no step was timed.
+  std::vector<std::pair<std::string, double>> parts(double seconds) const;
+  /// "data 2% · forward 38% · backward 47% · optimizer 11% · callbacks 1% · other 1%", with
+  /// " (input-bound)" after it when input_bound(); empty when no step was timed.
+  std::string summary() const;
+  /// The steps waited for data at least a fifth of their time: the data pipeline holds training
+  /// back (more reader threads, a smaller augmentation, data on a faster disk).
+  bool input_bound() const;
+  /// A loop calls start_step() before it fetches the batch of step `index` (on a CUDA device only
+  /// every 16th step is timed) and end_step() after the step's callbacks.
+  void start_step(torch::Device device, int64_t index);
+  void end_step(torch::Device device);
+  std::chrono::steady_clock::time_point step_started{};
+};
+
+/// Waits for the work queued on `device` (a CUDA device); a no-op on the CPU.
+void synchronize_device(torch::Device device);
+
+/// Adds the time from its construction to its destruction to one part of `times` (e.g.
+/// &StepTimes::callbacks) when the running step is timed and `on` holds, waiting for the device
+/// first when the step asks for it. A loop of a plugin's own times its parts with it.
+class TimedPart {
+ public:
+  TimedPart(StepTimes& times, double StepTimes::*part, torch::Device device, bool on = true);
+  ~TimedPart();
+  TimedPart(const TimedPart&) = delete;
+  TimedPart& operator=(const TimedPart&) = delete;
+
+ private:
+  StepTimes& times_;
+  double StepTimes::*part_;
+  torch::Device device_;
+  bool on_;
+  std::chrono::steady_clock::time_point start_;
+};
+
 struct StepSettings {
   int64_t accumulation = 1;              ///< batches whose gradients are summed per step (>= 1)
   std::optional<double> clip_grad_norm;  ///< clip the global L2 gradient norm; null = off
@@ -174,6 +231,8 @@ class TrainContext {
   torch::MemoryFormat input_format = torch::MemoryFormat::Contiguous;
   /// What backward_and_step(loss) does; the train loop sets it from its arguments.
   StepSettings step_settings;
+  /// The running training pass's step-time breakdown; the loops reset it at each epoch.
+  StepTimes step_times;
   /// Precision of forward(). BF16 runs the model under libtorch's autocast (matrix products and
   /// convolutions in bfloat16 on the CPU, the ops autocast keeps in fp32 in fp32), keeps the
   /// weights (the optimizer's master copy) in fp32 and returns the output as fp32, so a loss,

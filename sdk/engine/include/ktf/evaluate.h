@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "ktf/components.h"
+#include "ktf/cycle.h"
 #include "ktf/registry.h"
 
 namespace ktf {
@@ -35,6 +36,21 @@ struct EvaluateResult {
   int64_t examples = 0;
   std::filesystem::path predictions;
 };
+
+/// A finished run's cycle rebuilt from its config.resolved.json (with `overrides`), the cycle's
+/// weights (cycle `cycle`, 1-based; 0 = the last) loaded into its model and checked against it
+/// (the first tensor whose shape differs is named), the model on the device in eval mode.
+struct TrainedCycle {
+  Cycle cycle;
+  int k = 0;  ///< the 1-based cycle
+  std::filesystem::path weights;
+  torch::Device device = torch::kCPU;
+  torch::MemoryFormat format = torch::MemoryFormat::Contiguous;  ///< of the model's 4-D inputs
+};
+TrainedCycle load_trained_cycle(const std::filesystem::path& run_dir, int cycle,
+                                const std::vector<std::string>& overrides,
+                                const std::string& device, int threads,
+                                const std::string& memory_format, Registry& registry);
 
 /// Throws ktf::Error naming the run directory or weights file when they are missing.
 EvaluateResult evaluate(const EvaluateOptions& options, Registry& registry = Registry::global());

@@ -1,5 +1,4 @@
-#include "jpeg.h"
-
+// JPEG decoding with libjpeg (libjpeg62-turbo), declared in ktf/image.h.
 #include <jpeglib.h>
 
 #include <csetjmp>
@@ -8,7 +7,7 @@
 #include <ktf/error.h>
 #include <ktf/image.h>
 
-namespace ktf::datasets {
+namespace ktf {
 namespace {
 
 struct ErrorManager {
@@ -78,4 +77,9 @@ torch::Tensor decode_jpeg(std::string_view data, const std::string& context, int
   return out;
 }
 
-}  // namespace ktf::datasets
+torch::Tensor decode_image(std::string_view data, const std::string& context, int channels) {
+  if (is_jpeg(data)) return decode_jpeg(data, context, channels == 4 ? 3 : channels);
+  return decode_png(data, context, channels);
+}
+
+}  // namespace ktf

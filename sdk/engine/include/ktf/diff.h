@@ -1,0 +1,28 @@
+// ktf/diff.h — what differs between two run directories (ktf-host --diff RUN_A RUN_B).
+//
+//   std::cout << ktf::diff_runs("runs/lr-1e-3", "runs/lr-5e-4");
+//
+// Side by side: the resolved configs (config.resolved.json) leaf by leaf at JSON Pointer paths, the
+// plugins (plugins.json: versions and file hashes), each cycle's final metrics (the last epoch's
+// record in metrics.jsonl) with B - A, and the --evaluate results (evaluation-cycle-<k>.json)
+// where either run has them.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "ktf/config.h"
+#include "ktf/json.h"
+
+namespace ktf {
+
+/// The report, one table per part. Throws ktf::Error (exit code 2) naming the directory or file
+/// when a run directory, its config.resolved.json or a file it holds cannot be read.
+std::string diff_runs(const std::filesystem::path& a, const std::filesystem::path& b);
+
+/// The plugins whose version, file hash, SDK or libtorch version differ between two plugins.json
+/// lists ("/<plugin name>/version" ...).
+std::vector<JsonChange> plugin_changes(const Json& before, const Json& after);
+
+}  // namespace ktf
