@@ -3,6 +3,12 @@
 // end in a ktf::Error (the documented clear message), never another exception, a crash or a hang.
 #pragma once
 
+// Replayed in the suite (tests/datasets), the plugins are the build's in-tree ones.
+#if defined(KTF_FUZZ_REPLAY) && !defined(KTF_FUZZ_PLUGIN_DIR)
+#include "paths.h"
+#define KTF_FUZZ_PLUGIN_DIR KTF_TEST_PLUGIN_DIR
+#endif
+
 #include <ktf/components.h>
 #include <ktf/config.h>
 #include <ktf/error.h>

@@ -258,10 +258,9 @@ void register_csv(Registrar& r) {
            "value for missing cells (empty, NA, NaN); null = a missing cell is an error")
       .arg("num_classes", &CsvOptions::num_classes, "number of classes; 0 = from the labels")
       .min(0);
-  add_pipeline_args(def).example(
-      Json::object({{"file", std::string(KTF_DATASETS_TESTDATA) + "/tiny.csv"},
-                    {"label_column", "label"},
-                    {"batch_size", 4}}));
+  add_pipeline_args(def).example(Json::object({{"file", std::string(kTestdataDir) + "/tiny.csv"},
+                                               {"label_column", "label"},
+                                               {"batch_size", 4}}));
   r.add(def.build(make_csv));
 }
 

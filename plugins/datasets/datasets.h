@@ -11,6 +11,8 @@
 #include <vector>
 
 namespace ktf::datasets {
+/// plugins/datasets/testdata, which the components' spec examples read (a generated file).
+extern const char kTestdataDir[];
 void register_idx(Registrar& r);
 void register_synthetic(Registrar& r);
 void register_tfrecord(Registrar& r);

@@ -157,8 +157,8 @@ void register_image_folder(Registrar& r) {
       .arg("channels", &ImageFolderOptions::channels, "1 or 3; 0 = the first image's")
       .min(0)
       .max(3);
-  add_pipeline_args(def).example(Json::object(
-      {{"data_dir", std::string(KTF_DATASETS_TESTDATA) + "/tiny-images"}, {"batch_size", 4}}));
+  add_pipeline_args(def).example(
+      Json::object({{"data_dir", std::string(kTestdataDir) + "/tiny-images"}, {"batch_size", 4}}));
   r.add(def.build(make_image_folder));
 }
 

@@ -640,9 +640,9 @@ void register_tfrecord(Registrar& r) {
            "number of classes; 0 = from features.json, else unknown")
       .min(0);
   add_pipeline_args(def).example(Json::object(
-      {{"files", Json::array({std::string(KTF_DATASETS_TESTDATA) + "/tfrecord/train-*.tfrecord"})},
+      {{"files", Json::array({std::string(kTestdataDir) + "/tfrecord/train-*.tfrecord"})},
        {"validation_files",
-        Json::array({std::string(KTF_DATASETS_TESTDATA) + "/tfrecord/valid-*.tfrecord"})},
+        Json::array({std::string(kTestdataDir) + "/tfrecord/valid-*.tfrecord"})},
        {"batch_size", 4}}));
   r.add(def.build(make_from_tfrecord));
 }

@@ -9,6 +9,8 @@
 #include <regex>
 #include <sstream>
 
+#include "paths.h"
+
 namespace {
 
 namespace fs = std::filesystem;

@@ -141,8 +141,7 @@ ktf::test::CommandResult host(const std::string& env, const std::string& args) {
 
 std::string train_args(const std::string& name) {
   const std::string dir = ktf::test::scratch_dir("process_" + name);
-  return "--plugins " + ktf::test::plugin_dir() +
-         " -c " KTF_SOURCE_DIR
+  return "--plugins " + ktf::test::plugin_dir() + " -c " + KTF_SOURCE_DIR +
          "/bench/configs/tiny.json --set /0/train_loop/ktf.train.KerasTrainLoop/steps_per_epoch=2 "
          "--threads 1 -q -o " +
          dir + "/run";

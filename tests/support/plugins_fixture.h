@@ -2,6 +2,8 @@
 // the global registry, so tests build components by config name exactly as ktf-host does.
 #pragma once
 
+#include "paths.h"
+
 #include <ktf/json.h>
 #include <ktf/plugin_loader.h>
 #include <ktf/registry.h>
