@@ -183,6 +183,7 @@ void LoopRunner::train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs, bool 
   const int64_t limit = options_.steps_per_epoch.value_or(-1);
   while (!ctx.stop_training && (limit < 0 || pass.batches < limit)) {
     times.start_step(ctx.device, pass.batches);
+    const double data_before = times.data;
     std::optional<Batch> batch;
     {
       TimedPart waiting(times, &StepTimes::data, ctx.device);
@@ -192,7 +193,8 @@ void LoopRunner::train_epoch(TrainContext& ctx, int64_t epoch, Logs& logs, bool 
         batch->target = to_device(batch->target, ctx.device);
       }
     }
-    if (!batch) {
+    if (!batch) {  // the end of the data: no step, so its wait is none of the steps' parts
+      times.data = data_before;
       times.active = false;
       break;
     }
