@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "ktf/config.h"
+#include "ktf/diff.h"
 #include "ktf/error.h"
 #include "ktf/files.h"
 #include "ktf/json.h"
@@ -84,31 +85,14 @@ std::string point_name(int index, const std::vector<Axis>& axes, const std::vect
 
 /// The last epoch record of the run's last cycle in metrics.jsonl (empty when none).
 Json final_record(const fs::path& run) {
-  std::ifstream in(run / "metrics.jsonl");
-  Json last = Json::object();
-  for (std::string line; std::getline(in, line);) {
-    try {
-      Json r = Json::parse(line);
-      if (r.is_object() && r.find("phase") && r.at("phase") == Json("epoch")) last = r;
-    } catch (const Error&) {
-    }
-  }
-  return last;
+  const auto epochs = read_final_epochs(run).by_cycle;
+  return epochs.empty() ? Json::object() : epochs.rbegin()->second.first;
 }
 
+/// A final metric for the table: not the record's position nor the machine's speed.
 bool is_result_key(const std::string& k) {
-  return k != "cycle" && k != "epoch" && k != "phase" && k.rfind("time_", 0) != 0 &&
-         k != "train_seconds" && k != "train_samples" && k != "train_steps" &&
-         k != "first_step_after_start" && k != "samples_per_second";
-}
-
-std::string cell(const Json& v) {
-  if (v.is_number() && !v.is_int()) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.6g", v.as_number());
-    return buf;
-  }
-  return v.is_string() ? v.as_string() : v.dump();
+  return k != "cycle" && k != "epoch" && k != "phase" && !is_timing_key(k) &&
+         k != "samples_per_second";
 }
 
 }  // namespace
@@ -304,7 +288,7 @@ int run_sweep(const SweepOptions& o, const Registry& registry, int argc, char** 
         line << "done in " << std::fixed << std::setprecision(0) << seconds << " s";
         const Json r = final_record(dir / p.dir);
         for (const char* k : {"val_accuracy", "val_loss"})
-          if (r.find(k)) line << ", " << k << " " << cell(r.at(k));
+          if (r.find(k)) line << ", " << k << " " << table_cell(r.at(k));
       } else if (p.status == "pending") {
         line << "stopped (exit " << p.exit_code << "); it continues when the sweep is run again";
       } else {
@@ -357,9 +341,9 @@ int run_sweep(const SweepOptions& o, const Registry& registry, int argc, char** 
   for (const auto& [p, r] : rows) {
     std::vector<std::string> row{p->status == "done" ? std::to_string(++rank) : "-",
                                  std::to_string(p->index)};
-    for (const auto& v : p->values) row.push_back(cell(v));
+    for (const auto& v : p->values) row.push_back(table_cell(v));
     row.push_back(p->status);
-    for (const auto& k : keys) row.push_back(r.find(k) ? cell(r.at(k)) : "");
+    for (const auto& k : keys) row.push_back(r.find(k) ? table_cell(r.at(k)) : "");
     row.push_back(p->dir);
     table.push_back(row);
   }

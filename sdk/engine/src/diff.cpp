@@ -32,21 +32,13 @@ std::vector<JsonChange> plugin_changes(const Json& before, const Json& after) {
 
 namespace {
 
-/// The metrics.jsonl keys that describe the machine's speed rather than the result.
-bool is_timing(const std::string& key) {
-  return key.rfind("time_", 0) == 0 || key == "train_seconds" || key == "train_samples" ||
-         key == "train_steps" || key == "first_step_after_start";
-}
-
 /// A run directory's parts, read once.
 struct Run {
   fs::path dir;
   Json config;
   std::optional<Json> plugins;
-  /// Per cycle (1-based): the last epoch's record, and how many epoch records the cycle has.
-  std::map<int64_t, std::pair<Json, int64_t>> final_epochs;
+  FinalEpochs final_epochs;
   std::map<int64_t, Json> evaluations;  ///< evaluation-cycle-<k>.json by k
-  int64_t unreadable_lines = 0;
 };
 
 Run read_run(const fs::path& dir) {
@@ -63,25 +55,7 @@ Run read_run(const fs::path& dir) {
   run.config = Json::parse_file(config.string());
   if (fs::is_regular_file(dir / "plugins.json", ec))
     run.plugins = Json::parse_file((dir / "plugins.json").string());
-  std::ifstream metrics(dir / "metrics.jsonl");
-  for (std::string line; std::getline(metrics, line);) {
-    if (line.empty()) continue;
-    Json record;
-    try {
-      record = Json::parse(line);
-    } catch (const Error&) {
-      ++run.unreadable_lines;  // a line a crash cut short
-      continue;
-    }
-    const Json* cycle = record.find("cycle");
-    const Json* phase = record.find("phase");
-    if (!record.is_object() || !cycle || !cycle->is_int() || !phase || !phase->is_string() ||
-        phase->as_string() != "epoch")
-      continue;
-    auto& entry = run.final_epochs[cycle->as_int()];
-    entry.first = record;
-    ++entry.second;
-  }
+  run.final_epochs = read_final_epochs(dir);
   for (const auto& f : fs::directory_iterator(dir, ec)) {
     const std::string name = f.path().filename().string();
     int64_t k = 0;
@@ -94,13 +68,7 @@ Run read_run(const fs::path& dir) {
 }
 
 std::string cell(const std::optional<Json>& v, size_t max = 40) {
-  if (!v) return "-";
-  if (v->is_number() && !v->is_int()) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.6g", v->as_number());
-    return buf;
-  }
-  return excerpt(v->is_string() ? v->as_string() : v->dump(), max);
+  return v ? excerpt(table_cell(*v), max) : "-";
 }
 
 /// Rows of cells as a table with aligned columns, each line indented by two spaces.
@@ -141,7 +109,7 @@ std::string metric_table(const Json* a, const Json* b, const std::vector<std::st
   for (const Json* record : {a, b}) {
     if (!record || !record->is_object()) continue;
     for (const auto& [key, value] : record->as_object())
-      if (value.is_number() && !is_timing(key) &&
+      if (value.is_number() && !is_timing_key(key) &&
           std::find(skip.begin(), skip.end(), key) == skip.end() &&
           std::find(keys.begin(), keys.end(), key) == keys.end())
         keys.push_back(key);
@@ -164,6 +132,44 @@ std::string metric_table(const Json* a, const Json* b, const std::vector<std::st
 
 }  // namespace
 
+FinalEpochs read_final_epochs(const fs::path& run_dir) {
+  FinalEpochs out;
+  std::ifstream metrics(run_dir / "metrics.jsonl");
+  for (std::string line; std::getline(metrics, line);) {
+    if (line.empty()) continue;
+    Json record;
+    try {
+      record = Json::parse(line);
+    } catch (const Error&) {
+      ++out.unreadable_lines;  // a line a crash cut short
+      continue;
+    }
+    const Json* cycle = record.find("cycle");
+    const Json* phase = record.find("phase");
+    if (!record.is_object() || !cycle || !cycle->is_int() || !phase || !phase->is_string() ||
+        phase->as_string() != "epoch")
+      continue;
+    auto& entry = out.by_cycle[cycle->as_int()];
+    entry.first = record;
+    ++entry.second;
+  }
+  return out;
+}
+
+bool is_timing_key(const std::string& key) {
+  return key.rfind("time_", 0) == 0 || key == "train_seconds" || key == "train_samples" ||
+         key == "train_steps" || key == "first_step_after_start";
+}
+
+std::string table_cell(const Json& value) {
+  if (value.is_number() && !value.is_int()) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.6g", value.as_number());
+    return buf;
+  }
+  return value.is_string() ? value.as_string() : value.dump();
+}
+
 std::string diff_runs(const fs::path& a_dir, const fs::path& b_dir) {
   const Run a = read_run(a_dir), b = read_run(b_dir);
   std::ostringstream out;
@@ -185,15 +191,15 @@ std::string diff_runs(const fs::path& a_dir, const fs::path& b_dir) {
 
   std::vector<int64_t> cycles;
   for (const Run* r : {&a, &b})
-    for (const auto& [k, entry] : r->final_epochs)
+    for (const auto& [k, entry] : r->final_epochs.by_cycle)
       if (std::find(cycles.begin(), cycles.end(), k) == cycles.end()) cycles.push_back(k);
   std::sort(cycles.begin(), cycles.end());
   out << "\nfinal metrics (each cycle's last epoch in metrics.jsonl): "
       << (cycles.empty() ? "none in either run\n" : "\n");
   for (int64_t k : cycles) {
     auto find = [k](const Run& r) -> const std::pair<Json, int64_t>* {
-      auto it = r.final_epochs.find(k);
-      return it == r.final_epochs.end() ? nullptr : &it->second;
+      auto it = r.final_epochs.by_cycle.find(k);
+      return it == r.final_epochs.by_cycle.end() ? nullptr : &it->second;
     };
     const auto *x = find(a), *y = find(b);
     auto epochs = [](const std::pair<Json, int64_t>* e) {
@@ -204,8 +210,9 @@ std::string diff_runs(const fs::path& a_dir, const fs::path& b_dir) {
     out << metric_table(x ? &x->first : nullptr, y ? &y->first : nullptr, {"cycle", "epoch"});
   }
   for (const Run* r : {&a, &b})
-    if (r->unreadable_lines > 0)
-      out << "  (" << (r == &a ? "A" : "B") << ": " << plural(r->unreadable_lines, "line")
+    if (r->final_epochs.unreadable_lines > 0)
+      out << "  (" << (r == &a ? "A" : "B") << ": "
+          << plural(r->final_epochs.unreadable_lines, "line")
           << " of metrics.jsonl unreadable, left out)\n";
 
   std::vector<int64_t> evaluated;
