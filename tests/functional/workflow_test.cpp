@@ -344,10 +344,16 @@ TEST(Sweep, ATwoByTwoGridTrainsFourRunsAndTablesThemBestFirst) {
 TEST(Sweep, AnInterruptedSweepStopsItsPointsAndContinues) {
   const std::string out = ktf::test::scratch_dir("workflow_sweep_stop");
   fs::remove_all(out);
-  // SIGTERM after 4 s: the running point checkpoints, the sweep exits 130.
-  auto stopped = ktf::test::run_command(
-      "timeout -s TERM --preserve-status 4 " + std::string("env KTF_PLUGIN_PATH= ") + KTF_HOST +
-      " --plugins " + ktf::test::plugin_dir() + " " + sweep_command(out));
+  // SIGTERM once the first point is done, however fast the machine: the running point stops,
+  // the sweep exits 130.
+  const std::string script = ktf::test::scratch_dir("workflow_sweep_stop_script") + "/stop.sh";
+  std::ofstream(script) << "KTF_PLUGIN_PATH= " << KTF_HOST << " --plugins "
+                        << ktf::test::plugin_dir() << " " << sweep_command(out) << " &\n"
+                        << "pid=$!\n"
+                        << "for i in $(seq 1200); do grep -q '\"done\"' " << out
+                        << "/sweep.json 2>/dev/null && break; sleep 0.05; done\n"
+                        << "kill -TERM $pid\nwait $pid\n";
+  auto stopped = ktf::test::run_command("sh " + script);
   EXPECT_EQ(stopped.exit_code, 130) << stopped.output;
   EXPECT_NE(stopped.output.find("sweep interrupted: run the same command again to continue it"),
             std::string::npos)
