@@ -17,6 +17,7 @@
 #include "ktf/distributed.h"
 #include "ktf/environment.h"
 #include "ktf/evaluate.h"
+#include "ktf/export_weights.h"
 #include "ktf/plugin.h"
 #include "ktf/plugin_loader.h"
 #include "ktf/predict.h"
@@ -210,6 +211,23 @@ int run(int argc, char** argv) {
     p.quiet = vm.count("quiet") > 0;
     if (vm.count("predictions")) p.output = vm["predictions"].as<std::string>();
     ktf::predict(p, registry);
+    return 0;
+  }
+  if (vm.count("export-weights")) {
+    if (args.export_weights.empty() || args.export_weights.size() > 2) {
+      std::cerr << "ktf-host: --export-weights takes a run directory and optionally the output "
+                   "file\n"
+                << ktf::host::kUsage;
+      return ktf::kExitConfig;
+    }
+    ktf::ExportOptions e;
+    e.run_dir = args.export_weights[0];
+    if (args.export_weights.size() == 2) e.output = args.export_weights[1];
+    e.cycle = vm["cycle"].as<int>();
+    e.names = args.export_names;
+    e.overrides = overrides;
+    e.quiet = vm.count("quiet") > 0;
+    ktf::export_weights(e, registry);
     return 0;
   }
   if (vm.count("evaluate")) {

@@ -15,6 +15,7 @@ const char* const kUsage =
     "       ktf-host --nproc-per-node N [--max-restarts K] --plugins DIR... -c CONFIG ...\n"
     "       ktf-host --plugins DIR... --list [KIND] | --describe NAME | --schema | --version\n"
     "       ktf-host --plugins DIR... --evaluate RUN_DIR | --predict RUN_DIR INPUT...\n"
+    "       ktf-host --plugins DIR... --export-weights RUN_DIR [FILE] [--export-names NAMES]\n"
     "       ktf-host --plugins DIR... -c CONFIG --sweep PTR=[v1,v2,...]... [--sweep-jobs N] -o "
     "DIR\n"
     "       ktf-host --diff RUN_A RUN_B\n";
@@ -49,15 +50,23 @@ po::options_description options(Args& a) {
                                    "evaluate RUN_DIR: load its weights, report the metrics on "
                                    "the validation split, write per-example predictions (CSV)")(
       "cycle", po::value<int>()->default_value(0),
-      "with --evaluate and --predict: the cycle whose weights to load (default: last)")(
+      "with --evaluate, --predict and --export-weights: the cycle whose weights to load "
+      "(default: last)")(
       "predictions", po::value<std::string>(),
       "with --evaluate and --predict: CSV path (default RUN_DIR/predictions-cycle-<k>.csv, "
       "RUN_DIR/predict-cycle-<k>.csv)")(
       "predict", po::value(&a.predict)->multitoken(),
-      "RUN_DIR INPUT...: run RUN_DIR's model on PNG/JPEG files, folders of them or IDX files, "
-      "prepared as its dataset prepares validation data; writes a CSV of each input's top-k "
-      "classes with probabilities (default RUN_DIR/predict-cycle-<k>.csv, or --predictions)")(
+      "RUN_DIR INPUT...: run RUN_DIR's model on PNG/JPEG files, folders of them, IDX files, "
+      "or CSV/TFRecord files in its dataset's format, prepared as its dataset prepares "
+      "validation data; writes a CSV of each input's top-k classes with probabilities (default "
+      "RUN_DIR/predict-cycle-<k>.csv, or --predictions)")(
       "top-k", po::value(&a.top_k)->default_value(5), "with --predict: classes per input")(
+      "export-weights", po::value(&a.export_weights)->multitoken(),
+      "RUN_DIR [FILE]: write RUN_DIR's weights (--cycle, default the last) as a plain PyTorch "
+      "state_dict that torch.load reads (default RUN_DIR/weights/cycle-<k>.state_dict.pt)")(
+      "export-names", po::value(&a.export_names)->default_value("auto"),
+      "with --export-weights: auto (torchvision's names for ResNet and MobileNetV2, else ktf's) "
+      "| ktf | torchvision")(
       "sweep", po::value(&a.sweep)->composing(),
       "PTR=[v1,v2,...]: train once per value (repeatable: every combination), each point in its "
       "own run directory under -o DIR, with a table of the points best first (sweep.csv, "

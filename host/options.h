@@ -15,8 +15,10 @@ extern const char* const kUsage;
 /// Values of the options that are not read through the variables map.
 struct Args {
   std::vector<std::string> plugin_sources, overrides;
-  std::vector<std::string> diff_runs;  ///< --diff RUN_A RUN_B
-  std::vector<std::string> predict;    ///< --predict RUN_DIR INPUT...
+  std::vector<std::string> diff_runs;       ///< --diff RUN_A RUN_B
+  std::vector<std::string> predict;         ///< --predict RUN_DIR INPUT...
+  std::vector<std::string> export_weights;  ///< --export-weights RUN_DIR [FILE]
+  std::string export_names = "auto";
   int64_t top_k = 5;
   std::vector<std::string> sweep;  ///< --sweep PTR=[...], repeatable
   int sweep_jobs = 1;

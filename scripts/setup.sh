@@ -20,8 +20,9 @@ PACKAGES=(
 if [[ "${KTF_SETUP_TESTS:-0}" == "1" || "${KTF_SETUP_BENCH:-0}" == "1" ]]; then
   # scripts/test.sh: the distributed tests use Debian's torchrun (python3-torch), the deployment
   # recipes' YAML (python3-yaml) and two network namespaces joined by a veth pair (iproute2); the
-  # Hjson cross-check a virtual environment with PyPI's hjson (python3-venv, below).
-  PACKAGES+=(python3-torch python3-yaml iproute2 python3-venv)
+  # Hjson cross-check a virtual environment with PyPI's hjson (python3-venv, below); the
+  # torchvision interop test loads exported ResNet and MobileNetV2 weights (python3-torchvision).
+  PACKAGES+=(python3-torch python3-torchvision python3-yaml iproute2 python3-venv)
 fi
 if [[ "${KTF_SETUP_BENCH:-0}" == "1" ]]; then
   PACKAGES+=(python3-matplotlib time)

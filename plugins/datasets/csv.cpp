@@ -121,6 +121,26 @@ size_t label_index(const Table& t, const std::optional<std::variant<std::string,
   return static_cast<size_t>(it - t.columns.begin());
 }
 
+/// A feature cell's value: a finite number, or fill_value for a missing cell. `where()` names the
+/// file, line and column.
+template <class Where>
+float feature_value(const std::string& cell, const Where& where, const CsvOptions& o) {
+  double v;
+  if (is_missing(cell)) {
+    KTF_CHECK(o.fill_value.has_value(), where(),
+              ": missing value (set fill_value to replace missing values)");
+    v = *o.fill_value;
+  } else {
+    char* end = nullptr;
+    errno = 0;
+    v = std::strtod(cell.c_str(), &end);
+    KTF_CHECK(end == cell.c_str() + cell.size() && errno == 0, where(), ": '", cell,
+              "' is not a number");
+    KTF_CHECK(std::isfinite(v), where(), ": '", cell, "' is not a finite number");
+  }
+  return static_cast<float>(v);
+}
+
 /// Converts a table to features [N, F] and labels [N]; labels that are not all integers are class
 /// names, numbered in sorted order (`names` is shared between splits).
 TensorSplit to_tensors(const Table& t, size_t label, const std::string& path, const CsvOptions& o,
@@ -152,20 +172,7 @@ TensorSplit to_tensors(const Table& t, size_t label, const std::string& path, co
         }
         continue;
       }
-      double v;
-      if (is_missing(cell)) {
-        KTF_CHECK(o.fill_value.has_value(), where(),
-                  ": missing value (set fill_value to replace missing values)");
-        v = *o.fill_value;
-      } else {
-        char* end = nullptr;
-        errno = 0;
-        v = std::strtod(cell.c_str(), &end);
-        KTF_CHECK(end == cell.c_str() + cell.size() && errno == 0, where(), ": '", cell,
-                  "' is not a number");
-        KTF_CHECK(std::isfinite(v), where(), ": '", cell, "' is not a finite number");
-      }
-      xp[r * f + k++] = static_cast<float>(v);
+      xp[r * f + k++] = feature_value(cell, where, o);
     }
   }
   if (!named_labels) {
@@ -177,6 +184,69 @@ TensorSplit to_tensors(const Table& t, size_t label, const std::string& path, co
   }
   return {x, y};
 }
+
+/// The CSV dataset: in-memory splits, and new CSV files read with the training file's feature
+/// columns for --predict (by name when there is a header, else by position).
+class CsvDataset : public TensorDataset, public InputFiles {
+ public:
+  CsvDataset(TensorSplit train, TensorSplit valid, PipelineConfig config, int64_t classes,
+             std::vector<std::string> class_names, CsvOptions options,
+             std::vector<std::string> columns, size_t label)
+      : TensorDataset(std::move(train), std::move(valid), std::move(config), classes,
+                      std::move(class_names)),
+        options_(std::move(options)),
+        columns_(std::move(columns)),
+        label_(label) {}
+
+  std::string input_format() const override { return "CSV"; }
+  PipelineConfig input_pipeline() const override { return pipeline().for_validation(); }
+
+  torch::Tensor read_inputs(const std::string& path) override {
+    const Table t = read_table(path, options_);
+    // Which column of `t` holds each feature of the training file.
+    std::vector<size_t> from;
+    if (options_.header) {
+      for (size_t c = 0; c < columns_.size(); ++c) {
+        if (c == label_) continue;
+        auto it = std::find(t.columns.begin(), t.columns.end(), columns_[c]);
+        if (it == t.columns.end()) {
+          std::string features;
+          for (size_t j = 0; j < columns_.size(); ++j)
+            if (j != label_) features += (features.empty() ? "" : ", ") + columns_[j];
+          throw Error("CSV file '" + path + "' has no column '" + excerpt(columns_[c]) +
+                      "' (the run's feature columns are " + excerpt(features, 300) + ")");
+        }
+        from.push_back(static_cast<size_t>(it - t.columns.begin()));
+      }
+    } else {
+      const size_t n = t.columns.size(), features = columns_.size() - 1;
+      KTF_CHECK(n == columns_.size() || n == features, "CSV file '", path, "' has ", n,
+                " columns; the run's has ", features, " feature columns and a label column (",
+                features + 1, " columns, or ", features, " without the label)");
+      for (size_t c = 0; c < n; ++c)
+        if (n == features || c != label_) from.push_back(c);
+    }
+    const auto rows = static_cast<int64_t>(t.rows.size());
+    const auto f = static_cast<int64_t>(from.size());
+    auto x = torch::empty({rows, f}, torch::kFloat32);
+    auto* xp = x.data_ptr<float>();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t k = 0; k < f; ++k) {
+        const size_t c = from[static_cast<size_t>(k)];
+        auto where = [&] {
+          return "CSV file '" + path + "': line " + std::to_string(t.line_numbers[r]) +
+                 ", column '" + t.columns[c] + "'";
+        };
+        xp[r * f + k] = feature_value(t.rows[r][c], where, options_);
+      }
+    return x;
+  }
+
+ private:
+  CsvOptions options_;
+  std::vector<std::string> columns_;  ///< the training file's columns
+  size_t label_;                      ///< the label column's index among them
+};
 
 bool is_integer(const std::string& s) {
   if (s.empty()) return false;
@@ -231,8 +301,8 @@ std::shared_ptr<Dataset> make_csv(const CsvOptions& o, BuildContext& ctx) {
               o.num_classes);
     classes = o.num_classes;
   }
-  return std::make_shared<TensorDataset>(std::move(tr), std::move(va), std::move(config), classes,
-                                         std::move(class_names));
+  return std::make_shared<CsvDataset>(std::move(tr), std::move(va), std::move(config), classes,
+                                      std::move(class_names), o, train.columns, label);
 }
 
 }  // namespace

@@ -486,7 +486,7 @@ class TFRecordStream : public PrefetchStream, public ShardedStream {
   mutable std::map<std::string, int64_t> counts_;
 };
 
-class TFRecordDataset : public Dataset, public Augmentable, public RawExamples {
+class TFRecordDataset : public Dataset, public Augmentable, public RawExamples, public InputFiles {
  public:
   TFRecordDataset(std::vector<std::string> train_files, std::vector<std::string> valid_files,
                   std::shared_ptr<const Layout> layout, PipelineConfig config, int64_t num_classes,
@@ -521,6 +521,27 @@ class TFRecordDataset : public Dataset, public Augmentable, public RawExamples {
   std::vector<int64_t> input_shape() const override { return input_shape_; }
   int64_t num_classes() const override { return num_classes_; }
   std::vector<std::string> class_names() const override { return class_names_; }
+
+  std::string input_format() const override { return "TFRecord"; }
+  PipelineConfig input_pipeline() const override { return config_.for_validation(); }
+  /// Every record's input feature (the label is not read: it need not be there).
+  torch::Tensor read_inputs(const std::string& path) override {
+    const FeatureSpec& spec = layout_->input;
+    const size_t row = static_cast<size_t>(spec.numel()) * torch::elementSize(spec.dtype);
+    std::vector<char> data;
+    TFRecordReader reader(path);
+    std::string record;
+    int64_t n = 0;
+    for (; reader.read(record); ++n) {
+      const std::string context = "TFRecord file '" + path + "': record " + std::to_string(n);
+      data.resize(data.size() + row);
+      decode_feature(parse_example(record, context), spec, data.data() + n * row, context);
+    }
+    KTF_CHECK(n > 0, "TFRecord file '", path, "' holds no record");
+    auto flat = torch::empty({n, spec.numel()}, spec.dtype);
+    std::memcpy(flat.data_ptr(), data.data(), data.size());
+    return shape_input(flat, *layout_);
+  }
 
  private:
   std::vector<std::string> train_files_, valid_files_;

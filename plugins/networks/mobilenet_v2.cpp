@@ -7,6 +7,8 @@
 // batches like every ktf network. Strided convs are padded, so any input of 1x1 or more works; the
 // original tool's affNIST config (40x40x3) ends with a 2x2 feature map. Pretrained weights cannot
 // be downloaded: `weights` accepts null only.
+#include <sstream>
+
 #include "networks.h"
 
 namespace ktf::networks {
@@ -70,10 +72,13 @@ struct MobileNetV2Options {
   std::optional<std::string> classifier_activation;  ///< null (logits) or "softmax"
 };
 
-class MobileNetV2Impl : public Network {
+class MobileNetV2Impl : public Network, public ReferenceNames {
  public:
   MobileNetV2Impl(const MobileNetV2Options& o, int64_t in_channels, int64_t classes)
-      : include_top_(o.include_top),
+      : alpha_(o.alpha),
+        in_channels_(in_channels),
+        classes_(classes),
+        include_top_(o.include_top),
         pooling_(o.pooling.value_or("")),
         dropout_(o.dropout),
         softmax_(o.classifier_activation.value_or("") == "softmax") {
@@ -111,6 +116,27 @@ class MobileNetV2Impl : public Network {
     }
   }
 
+  /// torchvision's mobilenet_v2: the same names but its classifier's, a Sequential of Dropout
+  /// and Linear (classifier.1). Its width_mult rounds channels from alpha * c; Keras (and ktf)
+  /// from int(alpha * c): the same for alpha 1 and most others.
+  std::string reference() const override {
+    std::ostringstream r;
+    r << "torchvision.models.mobilenet_v2(num_classes=" << (include_top_ ? classes_ : 1000);
+    if (alpha_ != 1.0) r << ", width_mult=" << alpha_;
+    r << ")";
+    std::vector<std::string> changes;
+    if (in_channels_ != 3)
+      changes.push_back("model.features[0][0] = torch.nn.Conv2d(" + std::to_string(in_channels_) +
+                        ", " + std::to_string(make_divisible(32 * alpha_)) +
+                        ", 3, 2, 1, bias=False)");
+    if (!include_top_) changes.push_back("model.classifier = torch.nn.Identity()");
+    for (size_t i = 0; i < changes.size(); ++i) r << (i == 0 ? " with " : " and ") << changes[i];
+    return r.str();
+  }
+  std::string reference_name(const std::string& name) const override {
+    return name.rfind("classifier.", 0) == 0 ? "classifier.1." + name.substr(11) : name;
+  }
+
   torch::Tensor forward(torch::Tensor x) override {
     x = features_->forward(x);
     if (include_top_) {
@@ -125,6 +151,8 @@ class MobileNetV2Impl : public Network {
   }
 
  private:
+  double alpha_;
+  int64_t in_channels_, classes_;
   bool include_top_;
   std::string pooling_;
   double dropout_;

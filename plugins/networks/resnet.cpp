@@ -94,10 +94,13 @@ struct ResNetOptions {
   std::optional<std::vector<int64_t>> input_shape;  ///< one example's [C, H, W]; default: dataset's
 };
 
-class ResNetImpl : public Network {
+class ResNetImpl : public Network, public ReferenceNames {
  public:
   ResNetImpl(const ResNetOptions& o, int64_t in_channels, int64_t num_outputs)
-      : small_input_(o.small_input) {
+      : small_input_(o.small_input),
+        depth_(o.depth),
+        in_channels_(in_channels),
+        num_outputs_(o.include_top ? num_outputs : 0) {
     std::vector<int64_t> blocks;
     switch (o.depth) {
       case 18:
@@ -150,8 +153,26 @@ class ResNetImpl : public Network {
     return fc_ ? fc_(x) : x;
   }
 
+  /// torchvision's resnet<depth> has these very names; what differs from it is said.
+  std::string reference() const override {
+    const std::string c = std::to_string(in_channels_);
+    std::string r = "torchvision.models.resnet" + std::to_string(depth_) +
+                    "(num_classes=" + std::to_string(num_outputs_ > 0 ? num_outputs_ : 1000) + ")";
+    if (small_input_)
+      r += " with model.conv1 = torch.nn.Conv2d(" + c +
+           ", 64, 3, 1, 1, bias=False) and model.maxpool = torch.nn.Identity()";
+    else if (in_channels_ != 3)
+      r += " with model.conv1 = torch.nn.Conv2d(" + c + ", 64, 7, 2, 3, bias=False)";
+    if (num_outputs_ == 0)
+      r += std::string(small_input_ || in_channels_ != 3 ? "," : " with") +
+           " model.fc = torch.nn.Identity()";
+    return r;
+  }
+  std::string reference_name(const std::string& name) const override { return name; }
+
  private:
   bool small_input_;
+  int64_t depth_, in_channels_, num_outputs_;
   torch::nn::Conv2d conv1_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr};
   std::vector<torch::nn::Sequential> stages_;

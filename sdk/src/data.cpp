@@ -41,6 +41,8 @@ torch::Device batch_device() { return g_batch_device; }
 void set_batch_device(torch::Device device) { g_batch_device = device; }
 
 ShardedStream::~ShardedStream() = default;
+InputFiles::~InputFiles() = default;
+ReferenceNames::~ReferenceNames() = default;
 
 DataShard data_shard() { return g_shard; }
 void set_data_shard(DataShard shard) {

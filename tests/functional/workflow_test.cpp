@@ -1,16 +1,20 @@
 // The workflow around training, through ktf-host: --diff compares two runs' resolved configs,
 // plugins, final metrics and evaluations side by side; --predict runs a trained model on image
-// files and IDX files as its dataset prepared its validation data; --sweep trains a grid of
-// points, continues when interrupted and tables them best first.
+// files, IDX files and CSV/TFRecord files of its dataset's format as its dataset prepared its
+// validation data; --sweep trains a grid of points, continues when interrupted and tables them
+// best first. (--export-weights: tests/functional/interop_test.cpp.)
 #include <gtest/gtest.h>
+#include <ktf/example.h>
 #include <ktf/files.h>
 #include <ktf/image.h>
 #include <ktf/json.h>
+#include <ktf/tfrecord.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <set>
 #include <sstream>
 
@@ -268,6 +272,153 @@ TEST_F(Predict, BadInputsExit2NamingThem) {
   auto r = host("--predict " + dir_ + "/run " + dir_ + "/broken.png");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("--predict '" + dir_ + "/broken.png': cannot decode PNG"),
+            std::string::npos)
+      << r.output;
+}
+
+/// The class names of --predict's first column (`class_1`) mapped to indices in `names`, per row
+/// (the header left out); -1 where the name is not one of them.
+std::vector<int64_t> top_classes(const std::vector<std::vector<std::string>>& rows,
+                                 const std::vector<std::string>& names) {
+  std::vector<int64_t> out;
+  for (size_t i = 1; i < rows.size(); ++i) {
+    const auto it =
+        rows[i].size() > 2 ? std::find(names.begin(), names.end(), rows[i][2]) : names.end();
+    out.push_back(it == names.end() ? -1 : it - names.begin());
+  }
+  return out;
+}
+
+/// --evaluate's predicted class per example (predictions-cycle-1.csv: index,target,predicted).
+std::vector<int64_t> evaluated_classes(const std::string& run) {
+  std::vector<int64_t> out;
+  const auto rows = read_csv(run + "/predictions-cycle-1.csv");
+  for (size_t i = 1; i < rows.size(); ++i) out.push_back(std::stoll(rows[i].at(2)));
+  return out;
+}
+
+/// Trains an MLP with 3 outputs on `datasets` (a config's "datasets" value) for 2 epochs into
+/// dir/run, evaluates it and returns --evaluate's predicted class per validation example.
+std::vector<int64_t> train_and_evaluate(const std::string& dir, const std::string& datasets) {
+  std::ofstream(dir + "/c.json") << R"([{"datasets": )" << datasets << R"(,
+    "model": {"ktf.networks.MLP": {"num_outputs": 3, "hidden": [16]}},
+    "loss": {"ktf.losses.CrossEntropy": {}},
+    "train_loop": {"ktf.train.KerasTrainLoop": {"num_epochs": 2, "verbose": 0}}}])";
+  auto t = host("-q -c " + dir + "/c.json -o " + dir + "/run");
+  EXPECT_EQ(t.exit_code, 0) << t.output;
+  auto e = host("-q --evaluate " + dir + "/run");
+  EXPECT_EQ(e.exit_code, 0) << e.output;
+  return evaluated_classes(dir + "/run");
+}
+
+// A CSV run (generated blobs, class names as labels): --predict reads CSV files with the run's
+// feature columns, by name, in any order, with or without the label column.
+TEST(PredictCsv, CsvFilesGiveTheValidationPredictionsOfEvaluateAndMissingColumnsAreNamed) {
+  const std::string dir = ktf::test::scratch_dir("workflow_predict_csv");
+  const std::vector<std::string> names = {"cat", "dog", "emu"};
+  auto write = [&](const std::string& path, int rows, bool label_column, bool reordered) {
+    std::ofstream out(path);
+    out << (reordered      ? "f3,f1,id,f0,f2"
+            : label_column ? "f0,f1,f2,f3,label"
+                           : "f0,f1,f2,f3")
+        << "\n";
+    std::mt19937 local(static_cast<unsigned>(rows));  // the same rows for every layout
+    for (int r = 0; r < rows; ++r) {
+      const int c = r % 3;
+      double f[4];
+      for (int j = 0; j < 4; ++j)
+        f[j] = (j == c ? 2.0 : 0.0) + std::normal_distribution<double>(0, 1)(local);
+      if (reordered)
+        out << f[3] << "," << f[1] << ",row" << r << "," << f[0] << "," << f[2] << "\n";
+      else
+        out << f[0] << "," << f[1] << "," << f[2] << "," << f[3]
+            << (label_column ? "," + names[static_cast<size_t>(c)] : "") << "\n";
+    }
+  };
+  write(dir + "/train.csv", 300, true, false);
+  write(dir + "/valid.csv", 90, true, false);
+  write(dir + "/nolabel.csv", 90, false, false);
+  write(dir + "/reordered.csv", 90, false, true);
+  const auto evaluated = train_and_evaluate(
+      dir, R"({"ktf.datasets.csv": {"file": ")" + dir + R"(/train.csv", "validation_file": ")" +
+               dir + R"(/valid.csv", "label_column": "label", "batch_size": 32}})");
+  ASSERT_EQ(evaluated.size(), 90u);
+  for (const std::string file : {"valid", "nolabel", "reordered"}) {
+    auto r = host("-q --predict " + dir + "/run " + dir + "/" + file + ".csv --top-k 2 " +
+                  "--predictions " + dir + "/" + file + ".out.csv");
+    ASSERT_EQ(r.exit_code, 0) << file << "\n" << r.output;
+    const auto rows = read_csv(dir + "/" + file + ".out.csv");
+    ASSERT_EQ(rows.size(), 91u) << file;
+    EXPECT_EQ(rows[1][0], dir + "/" + file + ".csv");
+    EXPECT_EQ(rows[90][1], "89");
+    EXPECT_EQ(top_classes(rows, names), evaluated) << file;
+  }
+  std::ofstream(dir + "/short.csv") << "f0,f1,f3\n1,2,3\n";
+  std::ofstream(dir + "/bad.csv") << "f0,f1,f2,f3\n1,2,x,3\n";
+  std::ofstream(dir + "/x.tfrecord") << "";
+  for (const auto& [file, message] : std::vector<std::pair<std::string, std::string>>{
+           {"short.csv", "CSV file '" + dir +
+                             "/short.csv' has no column 'f2' (the run's feature columns are f0, "
+                             "f1, f2, f3)"},
+           {"bad.csv", "CSV file '" + dir + "/bad.csv': line 2, column 'f2': 'x' is not a number"},
+           {"x.tfrecord", "--predict '" + dir +
+                              "/x.tfrecord': a TFRecord file, but the run's dataset reads no "
+                              "TFRecord files (it reads CSV files, "}}) {
+    auto r = host("--predict " + dir + "/run " + dir + "/" + file);
+    EXPECT_EQ(r.exit_code, 2) << file << "\n" << r.output;
+    EXPECT_NE(r.output.find(message), std::string::npos) << r.output;
+  }
+}
+
+// A TFRecord run (8x8 uint8 images, PNG-encoded): --predict reads TFRecord files through the
+// run's feature spec, with or without the label feature.
+TEST(PredictTFRecord, RecordsGiveTheValidationPredictionsOfEvaluate) {
+  const std::string dir = ktf::test::scratch_dir("workflow_predict_tfrecord");
+  auto write = [&](const std::string& path, int records, bool labels) {
+    ktf::TFRecordWriter w(path);
+    std::mt19937 local(static_cast<unsigned>(records));
+    for (int r = 0; r < records; ++r) {
+      const int c = r % 3;
+      auto image = torch::empty({8, 8, 1}, torch::kUInt8);
+      auto* p = image.data_ptr<uint8_t>();
+      for (int i = 0; i < 64; ++i)
+        p[i] = static_cast<uint8_t>((i / 8 == c * 3 ? 200 : 20) + local() % 40);
+      std::map<std::string, ktf::Feature> f{
+          {"image", ktf::Feature::bytes_list({ktf::encode_png(image)})}};
+      if (labels) f["label"] = ktf::Feature::int64_list({c});
+      w.write(ktf::serialize_example(f));
+    }
+  };
+  fs::create_directories(dir + "/data");
+  write(dir + "/data/train.tfrecord", 240, true);
+  write(dir + "/data/valid.tfrecord", 60, true);
+  write(dir + "/unlabelled.tfrecord", 60, false);
+  std::ofstream(dir + "/data/features.json") << R"({"features": {
+      "image": {"dtype": "uint8", "shape": [8, 8, 1], "encoding": "png"},
+      "label": {"dtype": "int64"}}, "num_classes": 3, "class_names": ["a", "b", "c"]})";
+  const auto evaluated =
+      train_and_evaluate(dir, R"({"ktf.datasets.from_tfrecord": {"files": [")" + dir +
+                                  R"(/data/train.tfrecord"], "validation_files": [")" + dir +
+                                  R"(/data/valid.tfrecord"], "batch_size": 16}})");
+  ASSERT_EQ(evaluated.size(), 60u);
+  for (const std::string file : {"data/valid", "unlabelled"}) {
+    auto r = host("-q --predict " + dir + "/run " + dir + "/" + file + ".tfrecord --predictions " +
+                  dir + "/out.csv");
+    ASSERT_EQ(r.exit_code, 0) << file << "\n" << r.output;
+    const auto rows = read_csv(dir + "/out.csv");
+    ASSERT_EQ(rows.size(), 61u) << file;
+    EXPECT_EQ(top_classes(rows, {"a", "b", "c"}), evaluated) << file;
+  }
+  // A record without the input feature is named with its file and index.
+  {
+    ktf::TFRecordWriter w(dir + "/noimage.tfrecord");
+    w.write(ktf::serialize_example({{"label", ktf::Feature::int64_list({1})}}));
+  }
+  auto r = host("--predict " + dir + "/run " + dir + "/noimage.tfrecord");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("TFRecord file '" + dir +
+                          "/noimage.tfrecord': record 0: feature 'image' absent (the record has: "
+                          "label)"),
             std::string::npos)
       << r.output;
 }

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 
 #include "ktf/data.h"
 #include "ktf/error.h"
@@ -32,11 +33,29 @@ bool is_image_name(const fs::path& p) {
   return ext == ".png" || ext == ".jpg" || ext == ".jpeg";
 }
 
-/// One input file: an image (one example) or an IDX file (one example per row).
+/// One input file: an image (one example), or an IDX, CSV or TFRecord file (one example per row
+/// or record).
 struct InputFile {
+  enum Kind { Image, Idx, Csv, TFRecord };
   std::string path;
-  bool idx = false;
+  Kind kind = Image;
 };
+
+/// The kind of a file by its name, or nullopt.
+std::optional<InputFile::Kind> kind_of(const fs::path& p) {
+  const std::string name = lower(p.filename().string());
+  auto ends = [&](const std::string& tail) {
+    return name.size() >= tail.size() &&
+           name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  auto ends_gz = [&](const std::string& tail) { return ends(tail) || ends(tail + ".gz"); };
+  if (is_image_name(p)) return InputFile::Image;
+  if (ends_gz("-ubyte") || ends_gz(".idx")) return InputFile::Idx;
+  if (ends_gz(".csv")) return InputFile::Csv;
+  if (ends_gz(".tfrecord") || ends_gz(".tfrecords") || ends_gz(".tfrec"))
+    return InputFile::TFRecord;
+  return std::nullopt;
+}
 
 /// The files `inputs` name, folders searched recursively for images in name order.
 std::vector<InputFile> list_inputs(const std::vector<std::string>& inputs) {
@@ -53,28 +72,19 @@ std::vector<InputFile> list_inputs(const std::vector<std::string>& inputs) {
       if (found.empty())
         throw Error("--predict '" + input + "': the folder holds no PNG or JPEG image");
       std::sort(found.begin(), found.end());
-      for (auto& f : found) out.push_back({std::move(f), false});
+      for (auto& f : found) out.push_back({std::move(f), InputFile::Image});
       continue;
     }
     if (!fs::exists(input, ec)) throw Error("--predict '" + input + "': no such file or folder");
     if (!fs::is_regular_file(input, ec))
       throw Error("--predict '" + input + "': not a regular file or a folder");
-    if (is_image_name(input)) {
-      out.push_back({input, false});
-      continue;
-    }
-    const std::string name = lower(fs::path(input).filename().string());
-    auto ends = [&](const std::string& tail) {
-      return name.size() >= tail.size() &&
-             name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
-    };
-    if (ends("-ubyte") || ends("-ubyte.gz") || ends(".idx") || ends(".idx.gz")) {
-      out.push_back({input, true});
-      continue;
-    }
-    throw Error("--predict '" + input +
-                "': not a PNG or JPEG image (.png, .jpg, .jpeg), a folder of them or an IDX file "
-                "(-ubyte, .idx, optionally .gz)");
+    const auto kind = kind_of(input);
+    if (!kind)
+      throw Error("--predict '" + input +
+                  "': not a PNG or JPEG image (.png, .jpg, .jpeg), a folder of them, an IDX file "
+                  "(-ubyte, .idx), a CSV file (.csv) or a TFRecord file (.tfrecord, .tfrecords, "
+                  ".tfrec); each optionally .gz but images");
+    out.push_back({input, *kind});
   }
   return out;
 }
@@ -91,24 +101,47 @@ torch::Tensor resize(const torch::Tensor& x, int64_t h, int64_t w) {
                                           : y.to(x.scalar_type());
 }
 
-/// The examples of one input as raw examples of the run's kind: [n, ...raw shape], raw dtype.
-torch::Tensor read_examples(const InputFile& in, const torch::Tensor& raw_example) {
+std::string shape_of_examples(const torch::Tensor& raw_example) {
   const auto shape = raw_example.sizes().vec();  // [1, ...]
-  if (in.idx) {
+  return shape_str(std::vector<int64_t>(shape.begin() + 1, shape.end()));
+}
+
+/// The examples of one input as raw examples of the run's kind: [n, ...raw shape], raw dtype.
+/// CSV and TFRecord files are read by the run's dataset (`files`, nullptr when it reads none).
+torch::Tensor read_examples(const InputFile& in, const torch::Tensor& raw_example,
+                            InputFiles* files) {
+  const auto shape = raw_example.sizes().vec();  // [1, ...]
+  if (in.kind == InputFile::Csv || in.kind == InputFile::TFRecord) {
+    const std::string format = in.kind == InputFile::Csv ? "CSV" : "TFRecord";
+    if (!files || files->input_format() != format)
+      throw Error("--predict '" + in.path + "': a " + format +
+                  " file, but the run's dataset reads no " + format + " files (" +
+                  (files ? "it reads " + files->input_format() + " files, " : std::string()) +
+                  "--predict reads PNG/JPEG images and IDX files for any dataset)");
+    torch::Tensor x = files->read_inputs(in.path);
+    if (x.dim() < 1 || x.sizes().slice(1) != raw_example.sizes().slice(1) ||
+        x.scalar_type() != raw_example.scalar_type())
+      throw Error("--predict '" + in.path + "': its examples are " +
+                  std::string(c10::toString(x.scalar_type())) + " " +
+                  shape_str(x.dim() < 1 ? std::vector<int64_t>{} : x.sizes().slice(1).vec()) +
+                  ", the run's are " + std::string(c10::toString(raw_example.scalar_type())) + " " +
+                  shape_of_examples(raw_example));
+    return x;
+  }
+  if (in.kind == InputFile::Idx) {
     torch::Tensor x = read_idx(in.path);
     const int64_t per = raw_example.numel();
     if (x.dim() < 1 || x.numel() % per != 0 || x.numel() / std::max<int64_t>(x.size(0), 1) != per)
       throw Error("--predict '" + in.path + "': its examples have shape " +
                   shape_str(x.sizes().slice(1).vec()) + ", the run's have " +
-                  shape_str(std::vector<int64_t>(shape.begin() + 1, shape.end())) + " (" +
-                  std::to_string(per) + " values)");
+                  shape_of_examples(raw_example) + " (" + std::to_string(per) + " values)");
     std::vector<int64_t> to = shape;
     to[0] = x.size(0);
     return x.reshape(to).to(raw_example.scalar_type());
   }
   if (shape.size() != 4 || (shape[1] != 1 && shape[1] != 3 && shape[1] != 4))
     throw Error("--predict '" + in.path + "': an image, but the run's examples are not images (" +
-                shape_str(std::vector<int64_t>(shape.begin() + 1, shape.end())) + ")");
+                shape_of_examples(raw_example) + ")");
   const int channels = static_cast<int>(shape[1]);
   torch::Tensor hwc =
       decode_image(read_file(in.path, "image file"), "--predict '" + in.path + "'", channels);
@@ -131,15 +164,22 @@ PredictResult predict(const PredictOptions& options, Registry& registry) {
                          options.threads, options.memory_format, registry);
   const Cycle& cycle = trained.cycle;
   auto* indexed = dynamic_cast<IndexedDataset*>(cycle.dataset.get());
-  if (!indexed)
+  auto* files_reader = dynamic_cast<InputFiles*>(cycle.dataset.get());
+  auto* raw_examples = dynamic_cast<RawExamples*>(cycle.dataset.get());
+  if ((!indexed && !files_reader) || !raw_examples)
     throw Error(
-        "the run's dataset does not say how it preprocesses its examples (not a "
-        "ktf::IndexedDataset): --predict cannot prepare inputs like it",
+        "the run's dataset does not say how it preprocesses its examples (neither a "
+        "ktf::IndexedDataset nor a ktf::InputFiles with ktf::RawExamples): --predict cannot "
+        "prepare inputs like it",
         cycle.path("datasets"));
-  const PipelineConfig pipeline = indexed->pipeline().for_validation();
-  auto raw = indexed->raw_split("train");
-  raw->start_epoch(0);
-  auto first = raw->next();
+  const PipelineConfig pipeline =
+      indexed ? indexed->pipeline().for_validation() : files_reader->input_pipeline();
+  auto raw = raw_examples->raw_split("train");
+  std::optional<Batch> first;
+  if (raw) {
+    raw->start_epoch(0);
+    first = raw->next();
+  }
   if (!first) throw Error("the run's training split is empty", cycle.path("datasets"));
   const torch::Tensor raw_example = first->input.slice(0, 0, 1);
   const auto names = cycle.dataset->class_names();
@@ -217,7 +257,7 @@ PredictResult predict(const PredictOptions& options, Registry& registry) {
     pending_n = 0;
   };
   for (size_t f = 0; f < files.size(); ++f) {
-    torch::Tensor x = read_examples(files[f], raw_example);
+    torch::Tensor x = read_examples(files[f], raw_example, files_reader);
     for (int64_t start = 0; start < x.size(0);) {
       const int64_t take = std::min(batch - pending_n, x.size(0) - start);
       pending.push_back(x.slice(0, start, start + take));

@@ -10,7 +10,7 @@
 #include "ktf/version.h"
 
 /// Bumped whenever PluginDescriptor, Registrar or a component interface changes incompatibly.
-#define KTF_ABI_VERSION 8
+#define KTF_ABI_VERSION 9
 
 #define KTF_DETAIL_STR2(x) #x
 #define KTF_DETAIL_STR(x) KTF_DETAIL_STR2(x)

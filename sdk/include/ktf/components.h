@@ -132,6 +132,21 @@ class Network : public torch::nn::Module {
   virtual torch::Tensor forward(torch::Tensor input) = 0;
 };
 
+/// Optional capability of a Network that has an equivalent in another library under other
+/// parameter names (ktf.networks.ResNet and MobileNetV2: torchvision's): `ktf-host
+/// --export-weights` writes a plain state_dict under those names, which that library's model
+/// loads with load_state_dict(strict=True).
+class ReferenceNames {
+ public:
+  virtual ~ReferenceNames();  // defined in libktf_sdk: one typeinfo for every plugin's dynamic_cast
+  /// The equivalent, as its user writes it, e.g. "torchvision.models.resnet18(num_classes=10)",
+  /// with what differs from its defaults (a changed stem, other input channels).
+  virtual std::string reference() const = 0;
+  /// The equivalent's name of this network's state_dict entry `name` (a parameter or buffer, as
+  /// named_parameters() / named_buffers() name it).
+  virtual std::string reference_name(const std::string& name) const = 0;
+};
+
 class Loss : public Stateful {
  public:
   virtual ~Loss() = default;

@@ -302,6 +302,22 @@ class IndexedDataset : public Dataset,
   std::vector<int64_t> input_shape_;
 };
 
+/// Optional capability of a Dataset: reads files of its own format that are not among its splits
+/// as new inputs, for `ktf-host --predict` (ktf.datasets.csv: CSV files with its feature columns;
+/// ktf.datasets.from_tfrecord: TFRecord files with its input feature). Labels in such files are
+/// ignored and need not be there.
+class InputFiles {
+ public:
+  virtual ~InputFiles();  // defined in libktf_sdk: one typeinfo for every plugin's dynamic_cast
+  /// The format read_inputs reads, as users name it ("CSV", "TFRecord").
+  virtual std::string input_format() const = 0;
+  /// The examples of `path`, in file order, as raw inputs [N, ...]: what raw_split() yields for
+  /// the dataset's own files. Bad content throws ktf::Error naming the file and the row or record.
+  virtual torch::Tensor read_inputs(const std::string& path) = 0;
+  /// What the dataset does to its validation split's raw inputs (PipelineConfig::for_validation).
+  virtual PipelineConfig input_pipeline() const = 0;
+};
+
 /// A Dataset over in-memory splits.
 class TensorDataset : public IndexedDataset {
  public:

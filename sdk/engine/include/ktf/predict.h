@@ -6,10 +6,12 @@
 //   auto result = ktf::predict(o);   // result.output: a CSV of each input's top-k classes
 //
 // Inputs are PNG or JPEG files, folders of them (searched recursively, in name order) and IDX
-// files (raw or .gz, one example per row). Each input is brought to the form of the run's raw
-// examples (their channels and, for images, their height and width: resized bilinearly where they
-// differ), then through the run's own preprocessing for validation data (scaling, mean/std,
-// resize_to, pad_to, force_rgb; no augmentation), in batches.
+// files (raw or .gz, one example per row), for any run; CSV and TFRecord files (one example per
+// row or record) are read by the run's dataset in its own format (ktf::InputFiles: the CSV
+// reader's feature columns, the TFRecord reader's input feature; labels ignored). Each input is
+// brought to the form of the run's raw examples (their channels and, for images, their height and
+// width: resized bilinearly where they differ), then through the run's own preprocessing for
+// validation data (scaling, mean/std, resize_to, pad_to, force_rgb; no augmentation), in batches.
 #pragma once
 
 #include <filesystem>
