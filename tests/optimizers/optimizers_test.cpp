@@ -107,8 +107,9 @@ TEST(Adam, WeightDecayIsL2WhileAdamWDecouplesIt) {
   (b * 0).sum().backward();
   adamw->step();
   expect_values(b, {2.0 * 0.95, -1.0 * 0.95});
-  auto& defaults = static_cast<torch::optim::AdamWOptions&>(
-      make("ktf.optimizers.AdamW", Json::object(), {param({1.0})})->param_groups()[0].options());
+  auto keras_adamw = make("ktf.optimizers.AdamW", Json::object(), {param({1.0})});
+  auto& defaults =
+      static_cast<torch::optim::AdamWOptions&>(keras_adamw->param_groups()[0].options());
   EXPECT_EQ(defaults.weight_decay(), 0.004);  // Keras default, not torch's 0.01
 }
 

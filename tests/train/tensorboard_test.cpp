@@ -62,7 +62,8 @@ TEST(TensorBoard, EventFilesHoldTheLogs) {
   const std::string name = traces[0].filename().string();
   EXPECT_EQ(name.substr(name.size() - 14), ".pt.trace.json") << name;
   std::vector<std::string> steps;
-  for (const auto& e : Json::parse_file(traces[0].string()).at("traceEvents").as_array())
+  const Json trace = Json::parse_file(traces[0].string());
+  for (const auto& e : trace.at("traceEvents").as_array())
     if (e.at("name").as_string().rfind("ProfilerStep#", 0) == 0)
       steps.push_back(e.at("name").as_string().substr(13));
   EXPECT_EQ(steps, (std::vector<std::string>{"10", "11", "12", "13", "14", "15", "16", "17", "18",
