@@ -4,7 +4,6 @@
 #include <torch/serialize.h>
 
 #include <iostream>
-#include <set>
 
 #include "ktf/error.h"
 #include "ktf/evaluate.h"
@@ -42,13 +41,12 @@ ExportResult export_weights(const ExportOptions& options, Registry& registry) {
                       : options.output;
   // torch.nn.Module.state_dict()'s order: module by module, its parameters, then its buffers.
   c10::Dict<std::string, torch::Tensor> state;
-  std::set<std::string> seen;
   for (const auto& item : cycle.model->named_modules("", true)) {
     auto add = [&](const std::string& local, const torch::Tensor& t) {
       if (!t.defined()) return;
       const std::string name = item.key().empty() ? local : item.key() + "." + local;
       const std::string out = result.reference.empty() ? name : equivalent->reference_name(name);
-      if (!seen.insert(out).second)
+      if (state.contains(out))
         throw Error("--export-weights: two of " + model + "'s tensors would both be named '" + out +
                         "' (a bug in its ReferenceNames)",
                     {}, kExitRuntime);
